@@ -1,0 +1,231 @@
+"""Configuration: a YAML file (chains, sinks, rules, watchlists) plus environment settings.
+
+Two sources only. :class:`EnvSettings` reads ``CHAINWATCH_*`` variables (secrets as
+``SecretStr``, masked whenever printed). :class:`ChainwatchConfig` is the validated YAML file;
+a wrong key, a bad URL or an unknown reference stops start-up with a :class:`ConfigError` that
+names the file and the key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from monitor.errors import ConfigError
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+def _check_url(value: str, schemes: tuple[str, ...]) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or not parsed.hostname:
+        raise ValueError(f"must be a {'/'.join(schemes)} URL with a host, got {value!r}")
+    return value
+
+
+def _http_url(value: str) -> str:
+    return _check_url(value, ("http", "https"))
+
+
+def _ws_url(value: str) -> str:
+    return _check_url(value, ("ws", "wss"))
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+WsUrl = Annotated[str, AfterValidator(_ws_url)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChainConfig(_Strict):
+    """One chain the connector follows."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    chain_id: int = Field(gt=0)
+    rpc_urls: list[HttpUrl] = Field(min_length=1)
+    ws_url: WsUrl | None = None
+    confirmations: int = Field(default=12, ge=0, le=10_000)
+    start_block: int | Literal["latest"] = "latest"
+    traces: Literal["none", "parity", "geth"] = "none"
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    poll_interval_seconds: float = Field(default=2.0, gt=0, le=600)
+    native_symbol: str = "ETH"
+    native_decimals: int = Field(default=18, ge=0, le=77)
+    token_metadata: bool = True
+    request_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    max_retries: int = Field(default=8, ge=0, le=100)
+    reorg_window: int = Field(default=128, ge=8, le=10_000)
+    explorer_url: HttpUrl | None = None
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
+    @field_validator("start_block")
+    @classmethod
+    def _non_negative(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("start_block must be >= 0 or 'latest'")
+        return value
+
+
+class KafkaConfig(_Strict):
+    """Where the broker is; empty bootstrap means: start the embedded local broker."""
+
+    bootstrap: str | None = None
+    topic_prefix: str = Field(default="chainwatch.", pattern=r"^[A-Za-z0-9._-]*$")
+    partitions: int = Field(default=1, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1, le=7)
+
+
+class SinkConfig(_Strict):
+    """A subscriber that alerts are delivered to."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    type: Literal["console", "webhook"]
+    url: HttpUrl | None = None
+    secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    max_attempts: int = Field(default=6, ge=1, le=50)
+    min_severity: Literal["info", "low", "medium", "high", "critical"] = "info"
+
+    @model_validator(mode="after")
+    def _webhook_needs_url(self) -> SinkConfig:
+        if self.type == "webhook" and not self.url:
+            raise ValueError("a webhook sink needs 'url'")
+        if self.type == "webhook" and not self.secret_env:
+            raise ValueError("a webhook sink needs 'secret_env' (the environment variable "
+                             "holding its HMAC secret)")
+        return self
+
+
+class RuleConfig(_Strict):
+    """A rule switched on, with its parameters."""
+
+    name: str
+    severity: Literal["info", "low", "medium", "high", "critical"] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class WatchlistFile(_Strict):
+    """A file of watch entries loaded at start (CSV with a header, or JSON lines)."""
+
+    path: str
+    case_id: str | None = None
+    chain: str | None = None
+
+
+class ApiConfig(_Strict):
+    """The worker's HTTP API (health, watchlist, alerts, metrics)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=6066, ge=1, le=65535)
+
+
+class ChainwatchConfig(_Strict):
+    """The whole YAML configuration file."""
+
+    chains: list[ChainConfig] = Field(min_length=1)
+    kafka: KafkaConfig = KafkaConfig()
+    sinks: list[SinkConfig] = Field(default_factory=lambda: [SinkConfig(name="console",
+                                                                         type="console")])
+    rules: list[RuleConfig] = Field(default_factory=lambda: [RuleConfig(name="watched-address")])
+    watchlists: list[WatchlistFile] = Field(default_factory=list)
+    api: ApiConfig = ApiConfig()
+    app_id: str = Field(default="chainwatch", pattern=r"^[A-Za-z0-9._-]+$")
+
+    @model_validator(mode="after")
+    def _references(self) -> ChainwatchConfig:
+        for kind, names in (("chains", [c.name for c in self.chains]),
+                            ("sinks", [s.name for s in self.sinks])):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {kind} name(s): {', '.join(dupes)}")
+        chain_names = {c.name for c in self.chains}
+        for i, wl in enumerate(self.watchlists):
+            if wl.chain is not None and wl.chain not in chain_names:
+                raise ValueError(f"watchlists[{i}].chain: unknown chain {wl.chain!r}; "
+                                 f"configured chains: {', '.join(sorted(chain_names))}")
+        return self
+
+    def chain(self, name: str) -> ChainConfig:
+        """Return the chain named ``name`` or raise ConfigError listing the known ones."""
+        for chain in self.chains:
+            if chain.name == name:
+                return chain
+        known = ", ".join(c.name for c in self.chains)
+        raise ConfigError(f"unknown chain {name!r}; configured chains: {known}")
+
+
+class EnvSettings(BaseSettings):
+    """Settings and secrets from ``CHAINWATCH_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="CHAINWATCH_", frozen=True, extra="ignore")
+
+    config: Path | None = None
+    kafka_bootstrap: str | None = None
+    state_dir: Path = Path(".chainwatch")
+    api_token: SecretStr | None = None  # read-write
+    api_read_token: SecretStr | None = None  # read-only
+    log_level: str = "info"
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def parse_config(data: Any, source: str) -> ChainwatchConfig:
+    """Validate already-parsed YAML data; errors name ``source`` and the key path."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping with at least 'chains'")
+    try:
+        return ChainwatchConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            lines.append(f"  {source}: {_format_location(tuple(err['loc']))}: {err['msg']}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> ChainwatchConfig:
+    """Read and validate a YAML configuration file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read configuration: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{file}: invalid YAML{where}: {problem}") from None
+    return parse_config(data, str(file))
+
+
+def dump_config(config: ChainwatchConfig, env: EnvSettings) -> str:
+    """Render the effective configuration as YAML with every secret masked."""
+    data = config.model_dump(mode="json")
+    env_data = {
+        k: ("**********" if isinstance(v, SecretStr) else (str(v) if v is not None else None))
+        for k, v in env
+    }
+    return yaml.safe_dump({"config": data, "environment": env_data}, sort_keys=False)
