@@ -1,0 +1,63 @@
+"""Delivery agent: reads alerts and hands each to every sink that accepts it, once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+import msgspec
+
+from monitor.deadletter import dead_letter
+from monitor.metrics import DEAD_LETTERS
+from monitor.records import ALERT_DECODER, Alert
+from monitor.runtime import WorkerRuntime
+from monitor.sinks.base import Sink
+
+log = logging.getLogger(__name__)
+
+
+def register(app: faust.App, runtime: WorkerRuntime) -> Any:
+    """Define the delivery agent and its ``delivered`` table on ``app``."""
+    alerts_topic = app.topic(runtime.topics.alerts, value_serializer="raw",
+                             key_serializer="raw")
+    deadletter_topic = app.topic(runtime.topics.deadletter, value_serializer="raw",
+                                 key_serializer="raw")
+    # Which (sink, alert id) pairs were delivered: co-partitioned with the alerts topic (both
+    # keyed by alert id), so a restarted or rebalanced worker does not notify twice.
+    delivered = app.Table("delivered", default=bool, partitions=runtime.config.kafka.partitions,
+                          key_type=str, value_type=bool)
+
+    async def deliver_one(sink: Sink, alert: Alert, raw: bytes) -> None:
+        key = f"{sink.name}:{alert.id}"
+        if delivered[key]:
+            return
+        try:
+            await sink.deliver(alert)
+        except Exception as exc:  # SinkError after retries, or a bug: never lose the alert
+            log.error("alert %s could not be delivered to %s: %s", alert.id, sink.name, exc)
+            await deadletter_topic.send(key=alert.id.encode(), value=dead_letter(
+                "delivery", exc, raw, sink=sink.name, key=alert.id))
+            DEAD_LETTERS.labels("delivery").inc()
+        delivered[key] = True
+
+    @app.agent(alerts_topic, name="deliver-alerts")
+    async def deliver(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            raw: bytes = event.value
+            try:
+                alert = ALERT_DECODER.decode(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                await deadletter_topic.send(key=event.message.key, value=dead_letter(
+                    "delivery-decode", exc, raw, topic=event.message.topic))
+                DEAD_LETTERS.labels("delivery-decode").inc()
+                continue
+            sinks = [s for s in runtime.sinks if s.accepts(alert)]
+            results = await asyncio.gather(*(deliver_one(s, alert, raw) for s in sinks),
+                                           return_exceptions=True)
+            for sink, result in zip(sinks, results, strict=True):
+                if isinstance(result, BaseException):
+                    log.error("delivery to %s raised %r", sink.name, result)
+
+    return deliver

@@ -1,0 +1,100 @@
+"""Names and creation of chainwatch's Kafka topics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from monitor.errors import ServiceError
+from monitor.settings import ChainwatchConfig
+
+log = logging.getLogger(__name__)
+
+
+def block_topic(prefix: str, chain: str) -> str:
+    """Topic holding one message per block (or revert) of ``chain``."""
+    return f"{prefix}blocks.{chain}"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic chainwatch owns, with its partitions and configs."""
+
+    name: str
+    partitions: int
+    configs: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Every topic name derived from a configuration."""
+
+    prefix: str
+    chains: tuple[str, ...]
+    partitions: int
+    replication_factor: int
+
+    @classmethod
+    def from_config(cls, config: ChainwatchConfig) -> Topics:
+        """Derive topic names from the YAML configuration."""
+        return cls(config.kafka.topic_prefix, tuple(c.name for c in config.chains),
+                   config.kafka.partitions, config.kafka.replication_factor)
+
+    def blocks(self, chain: str) -> str:
+        """Block topic of ``chain``."""
+        return block_topic(self.prefix, chain)
+
+    @property
+    def alerts(self) -> str:
+        """Alerts raised by the screening agent, keyed by alert id."""
+        return f"{self.prefix}alerts"
+
+    @property
+    def watchlist(self) -> str:
+        """Compacted topic of watch entries, keyed by ``chain:address:case``."""
+        return f"{self.prefix}watchlist"
+
+    @property
+    def deadletter(self) -> str:
+        """Messages that could not be processed or delivered, with the error."""
+        return f"{self.prefix}deadletter"
+
+    def specs(self) -> list[TopicSpec]:
+        """Every topic with the settings it must be created with."""
+        specs = [TopicSpec(self.blocks(c), 1, {}) for c in self.chains]
+        specs.append(TopicSpec(self.alerts, self.partitions, {}))
+        specs.append(TopicSpec(self.watchlist, 1, {"cleanup.policy": "compact",
+                                                    "min.compaction.lag.ms": "0"}))
+        specs.append(TopicSpec(self.deadletter, 1, {}))
+        return specs
+
+
+async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication_factor: int = 1,
+                        timeout: float = 60.0) -> None:
+    """Create the topics that do not exist yet; existing ones are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise ServiceError(f"Kafka at {bootstrap} is not reachable: {exc}") from None
+            await asyncio.sleep(1.0)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(s.name, s.partitions, replication_factor, topic_configs=s.configs)
+                   for s in specs if s.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # created meanwhile by another process
+            log.info("created topics: %s", ", ".join(t.name for t in missing))
+    finally:
+        await admin.close()
