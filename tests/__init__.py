@@ -1,0 +1,1 @@
+"""chainwatch's test suite."""
