@@ -9,6 +9,7 @@ asset's base units; ids are deterministic so that replays and redeliveries are i
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Literal
 
 import msgspec
@@ -21,6 +22,7 @@ AlertStatus = Literal["provisional", "confirmed", "retracted"]
 Severity = Literal["info", "low", "medium", "high", "critical"]
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+_ADDRESS = re.compile(r"0[xX][0-9a-fA-F]{40}")
 
 
 class Asset(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
@@ -113,16 +115,14 @@ class Alert(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
 
 
 def normalize_address(value: str) -> str:
-    """Return a lower-case ``0x`` address, or raise ``ValueError`` naming the bad value."""
-    text = value.strip()
-    if not text.startswith(("0x", "0X")) or len(text) != 42:
+    """Return a lower-case ``0x`` address, or raise ``ValueError`` naming the bad value.
+
+    Surrounding white space is ignored; anything but exactly 40 ASCII hex digits is refused.
+    """
+    text = value.strip() if isinstance(value, str) else ""
+    if not _ADDRESS.fullmatch(text):
         raise ValueError(f"not a 20-byte 0x address: {value!r}")
-    body = text[2:]
-    try:
-        int(body, 16)
-    except ValueError:
-        raise ValueError(f"not a 20-byte 0x address: {value!r}") from None
-    return "0x" + body.lower()
+    return "0x" + text[2:].lower()
 
 
 def watch_key(chain: str, address: str, case_id: str) -> str:
