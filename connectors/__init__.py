@@ -1,0 +1,1 @@
+"""Chain connectors: JSON-RPC in, one Kafka message per block out."""

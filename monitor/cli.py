@@ -91,9 +91,9 @@ def config_group() -> None:
 def config_check(obj: Context, file: str) -> None:
     """Validate FILE and print the effective configuration with secrets masked."""
     config = load_config(file)
+    import rules  # noqa: F401 - registers the built-in rules
     from monitor.sinks.base import build_sinks
     from rules.base import build_rule
-    import rules  # noqa: F401 - registers the built-in rules
 
     for rule in config.rules:
         build_rule(rule.name, rule.severity, rule.params)
@@ -281,8 +281,8 @@ def watch_import(obj: Context, file: str, chain: str | None, case_id: str | None
         click.echo(f"{err}", err=True)
     count = _run(_write_entries(bootstrap, topics.watchlist, entries))
     click.echo(f"imported {count} entr{'y' if count == 1 else 'ies'} from {file}; "
-               f"{len(result.errors)} row error(s)")
-    if result.errors:
+               f"{result.error_count} row error(s)")
+    if result.error_count:
         sys.exit(1)
 
 

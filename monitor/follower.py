@@ -45,7 +45,7 @@ class TopicFollower:
             partitions = consumer.partitions_for_topic(self.topic)
             if partitions:
                 break
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - no public equivalent
+            await consumer._client.force_metadata_update()
             await asyncio.sleep(0.5)
         if not partitions:
             await consumer.stop()

@@ -17,11 +17,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from monitor.errors import ServiceError
 from monitor.settings import ChainwatchConfig, EnvSettings
 from monitor.topics import Topics, ensure_topics
+
+if TYPE_CHECKING:
+    from monitor.devservices.kafka import LocalKafka
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ class Launcher:
         self.env = env
         self.log_dir = log_dir
         self.extra_env = dict(extra_env or {})
-        self.broker = None  # LocalKafka when embedded
+        self.broker: LocalKafka | None = None  # when embedded
         self.bootstrap = env.kafka_bootstrap or config.kafka.bootstrap or ""
         self.children: list[Child] = []
         self._stopping = False
@@ -60,7 +63,7 @@ class Launcher:
 
             broker = LocalKafka(self.env.state_dir / "kafka")
             broker.start()
-            self.broker = broker  # type: ignore[assignment]
+            self.broker = broker
             self.bootstrap = broker.bootstrap
             log.info("embedded Kafka broker listening on %s", self.bootstrap)
         asyncio.run(ensure_topics(self.bootstrap, Topics.from_config(self.config).specs(),
@@ -150,7 +153,7 @@ class Launcher:
             if child.log_file is not None:
                 child.log_file.close()
         if self.broker is not None:
-            self.broker.stop()  # type: ignore[unreachable]
+            self.broker.stop()
 
     def run_forever(self) -> None:
         """Start, supervise until SIGINT/SIGTERM, then stop everything."""

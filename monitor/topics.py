@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -91,10 +92,8 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication_fact
         missing = [NewTopic(s.name, s.partitions, replication_factor, topic_configs=s.configs)
                    for s in specs if s.name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile elsewhere
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # created meanwhile by another process
             log.info("created topics: %s", ", ".join(t.name for t in missing))
     finally:
         await admin.close()

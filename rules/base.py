@@ -57,7 +57,7 @@ class Rule:
     """
 
     name: ClassVar[str] = ""
-    severity: ClassVar[Severity] = "medium"
+    severity: Severity = "medium"
     params_schema: ClassVar[Mapping[str, type]] = {}
 
     def __init__(self, severity: Severity | None = None, **params: Any) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from monitor.records import Direction, Transfer
 from rules.base import Finding, Rule, ScreeningContext, register
-from monitor.records import Transfer
 
 
 @register
@@ -18,7 +18,7 @@ class WatchedAddressMoved(Rule):
         findings: list[Finding] = []
         to_cases = {e.case_id for e in context.to_entries}
         for entry in context.from_entries:
-            direction = "self" if entry.case_id in to_cases and (
+            direction: Direction = "self" if entry.case_id in to_cases and (
                 transfer.from_address == transfer.to_address) else "out"
             findings.append(Finding(self.name, self.severity, entry, direction,
                                     f"watched {entry.category} wallet sent funds"))

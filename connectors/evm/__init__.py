@@ -1,0 +1,1 @@
+"""EVM chains: extract over JSON-RPC, map raw answers to Transfer records."""

@@ -33,7 +33,6 @@ def test_native_erc20_and_internal_transfers_arrive_as_signed_alerts(
     driver.fund(seized, 10 * ETHER)
     token = driver.deploy_token(deployer, symbol="tUSD", decimals=6)
     splitter = driver.deploy_splitter(deployer)
-    driver.send_token(token, deployer, seized, 5_000 * 10**6)
 
     with ThreadedWebhookReceiver("whsec-test-secret") as receiver:
         pipeline = Pipeline(tmp_path, kafka_bootstrap, unique_prefix, anvil.http_url,
@@ -47,14 +46,15 @@ def test_native_erc20_and_internal_transfers_arrive_as_signed_alerts(
                 {"chain": "devnet", "address": mule, "case_id": "CASE-7",
                  "label": "mule", "category": "suspect"},
             ])
+            funding = driver.send_token(token, deployer, seized, 5_000 * 10**6)
             native = driver.send_native(seized, others[0], 3 * ETHER // 2)
             erc20 = driver.send_token(token, seized, others[1], 2_500 * 10**6)
             payouts = driver.split(splitter, seized, [others[2], mule], 2 * ETHER)
             to_splitter = driver.tx_value_transfer(payouts[0].tx_hash)
             internal = next(p for p in payouts if p.to_address == mule)
-            expected = [native, erc20, to_splitter, internal]
+            expected = [funding, native, erc20, to_splitter, internal]
             try:
-                received = receiver.wait_for(len(expected), timeout=90)
+                receiver.wait_for(len(expected), timeout=90)
             except TimeoutError as exc:
                 raise AssertionError(f"{exc}\n{pipeline.logs()}") from None
             time.sleep(1.0)  # anything extra (a duplicate) would arrive now
@@ -81,11 +81,12 @@ def test_native_erc20_and_internal_transfers_arrive_as_signed_alerts(
             assert internal_alert.direction == "in"
             assert internal_alert.watch.label == "mule"
             assert by_transfer[native.record_id("devnet")].alert.asset.symbol == "ETH"
+            assert by_transfer[funding.record_id("devnet")].alert.direction == "in"
 
             worker_metrics = pipeline.metrics()
-            assert 'chainwatch_alerts_raised_total{rule="watched-address",severity="high"} 4.0' \
+            assert 'chainwatch_alerts_raised_total{rule="watched-address",severity="high"} 5.0' \
                 in worker_metrics
-            assert 'chainwatch_sink_deliveries_total{sink="hook"} 4.0' in worker_metrics
+            assert 'chainwatch_sink_deliveries_total{sink="hook"} 5.0' in worker_metrics
             connector_metrics = pipeline.metrics(pipeline.metrics_port)
             assert 'chainwatch_blocks_ingested_total{chain="devnet"}' in connector_metrics
         finally:
