@@ -26,6 +26,8 @@ def setup_logging(level: str) -> None:
     """Log to stderr with timestamps; the level comes from ``CHAINWATCH_LOG_LEVEL``."""
     logging.basicConfig(level=level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level.upper() == "INFO":
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
 
 class Context:

@@ -115,9 +115,10 @@ def run_demo(env: EnvSettings, stay: bool, timeout: float) -> int:
 
         scenario = run_demo_scenario(driver, seized)
         watched = {seized, mule}
-        expected = [t for t in scenario.transfers
+        expected = [t for t in [*scenario.setup_transfers, *scenario.transfers]
                     if t.from_address in watched or t.to_address in watched]
-        click.echo(f"scenario sent {len(scenario.transfers)} transfers; expecting "
+        sent = len(scenario.setup_transfers) + len(scenario.transfers)
+        click.echo(f"scenario sent {sent} transfers; expecting "
                    f"{len(expected)} alerts:\n")
         alerts = asyncio.run(collect_alerts(
             launcher.bootstrap, Topics.from_config(config).alerts, len(expected), timeout,
