@@ -308,18 +308,43 @@ def alerts(obj: Context, follow: bool, limit: int, as_json: bool) -> None:
 @click.pass_obj
 def kafka_cmd(obj: Context, port: int) -> None:
     """Run the embedded single-node Kafka broker in the foreground."""
+    import time
+
     from monitor.devservices.kafka import LocalKafka
 
     broker = LocalKafka(obj.env.state_dir / "kafka", port=port)
     broker.start()
     click.echo(f"Kafka listening on {broker.bootstrap}; Ctrl-C stops it", err=True)
     try:
-        while True:
-            asyncio.run(asyncio.sleep(3600))
+        while broker.running:
+            time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:
         broker.stop()
+
+
+@cli.command("devnet")
+@click.option("--port", default=8545, show_default=True)
+@click.option("--block-time", type=float, default=None, help="Seconds per block (default: a "
+              "block per transaction).")
+def devnet_cmd(port: int, block_time: float | None) -> None:
+    """Run a local anvil devnet (chain id 31337) in the foreground."""
+    import time
+
+    from monitor.devservices.anvil import LocalAnvil
+
+    node = LocalAnvil(port=port, block_time=block_time)
+    node.start()
+    click.echo(f"anvil listening on {node.http_url} and {node.ws_url}; Ctrl-C stops it",
+               err=True)
+    try:
+        while node.running:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.stop()
 
 
 if __name__ == "__main__":
