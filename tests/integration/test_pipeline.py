@@ -15,7 +15,7 @@ import pytest
 from monitor.demo.devnet import DevnetDriver
 from monitor.records import BLOCK_DECODER
 from monitor.topics import block_topic
-from tests.integration.harness import Pipeline, read_topic
+from tests.integration.harness import API_TOKEN, Pipeline, read_topic
 from tests.support.receivers import ThreadedWebhookReceiver
 
 pytestmark = pytest.mark.integration
@@ -89,6 +89,8 @@ def test_native_erc20_and_internal_transfers_arrive_as_signed_alerts(
             assert 'chainwatch_sink_deliveries_total{sink="hook"} 5.0' in worker_metrics
             connector_metrics = pipeline.metrics(pipeline.metrics_port)
             assert 'chainwatch_blocks_ingested_total{chain="devnet"}' in connector_metrics
+            logs = pipeline.logs()
+            assert API_TOKEN not in logs and "whsec-test-secret" not in logs
         finally:
             pipeline.stop()
 
