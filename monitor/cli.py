@@ -12,7 +12,7 @@ from typing import Any
 import click
 import msgspec
 
-from monitor.errors import ChainwatchError, ConfigError
+from monitor.errors import ChainwatchError, ConfigError, InputError, RuleError
 from monitor.records import WatchEntry, normalize_address
 from monitor.settings import ChainwatchConfig, EnvSettings, dump_config, load_config
 from monitor.topics import Topics, ensure_topics
@@ -95,11 +95,20 @@ def config_check(obj: Context, file: str) -> None:
     config = load_config(file)
     import rules  # noqa: F401 - registers the built-in rules
     from monitor.sinks.base import build_sinks
-    from rules.base import build_rule
+    from rules.base import RULES, build_rule
 
-    for rule in config.rules:
-        build_rule(rule.name, rule.severity, rule.params)
-    build_sinks(config.sinks, dict(os.environ))
+    for i, rule in enumerate(config.rules):
+        try:
+            build_rule(rule.name, rule.severity, rule.params)
+        except RuleError as exc:
+            key = "name" if rule.name not in RULES else "params"
+            raise ConfigError(f"{file}: rules[{i}].{key}: {exc}") from None
+    for i, sink in enumerate(config.sinks):
+        try:
+            build_sinks([sink], dict(os.environ))
+        except ConfigError as exc:
+            key = f"sinks[{i}].secret_env" if sink.secret_env else f"sinks[{i}]"
+            raise ConfigError(f"{file}: {key}: {exc}") from None
     click.echo(dump_config(config, obj.env), nl=False)
     click.echo(f"# {file}: OK ({len(config.chains)} chain(s), {len(config.rules)} rule(s), "
                f"{len(config.sinks)} sink(s))", err=True)
@@ -218,8 +227,12 @@ def watch_remove(obj: Context, address: str, chain: str, case_id: str) -> None:
     """Stop watching ADDRESS for a case."""
     from monitor.watchlist import WatchlistWriter
 
-    _, bootstrap, topics = _prepare(obj)
-    normalized = normalize_address(address)
+    config, bootstrap, topics = _prepare(obj)
+    config.chain(chain)
+    try:
+        normalized = normalize_address(address)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
     async def remove() -> None:
         writer = WatchlistWriter(bootstrap, topics.watchlist)
@@ -276,15 +289,17 @@ def watch_import(obj: Context, file: str, chain: str | None, case_id: str | None
     result = load_watchlist_file(Path(file), defaults)
     known = {c.name for c in config.chains}
     entries = [e for e in result.entries if e.chain in known]
-    for e in result.entries:
-        if e.chain not in known:
-            click.echo(f"{file}: {e.address}: unknown chain {e.chain!r}", err=True)
+    unknown = [e for e in result.entries if e.chain not in known]
+    for e in unknown:
+        click.echo(f"{file}: chain: unknown chain {e.chain!r} for {e.address} (case "
+                   f"{e.case_id}); configured chains: {', '.join(sorted(known))}", err=True)
     for err in result.errors:
         click.echo(f"{err}", err=True)
     count = _run(_write_entries(bootstrap, topics.watchlist, entries))
+    errors = result.error_count + len(unknown)
     click.echo(f"imported {count} entr{'y' if count == 1 else 'ies'} from {file}; "
-               f"{result.error_count} row error(s)")
-    if result.error_count:
+               f"{errors} row error(s)")
+    if errors:
         sys.exit(1)
 
 

@@ -92,7 +92,13 @@ class Launcher:
             result = load_watchlist_file(path, defaults)
             for err in result.errors:
                 log.warning("watchlist %s", err)
-            entries.extend(result.entries)
+            known = {c.name for c in self.config.chains}
+            for entry in result.entries:
+                if entry.chain in known:
+                    entries.append(entry)
+                else:
+                    log.warning("watchlist %s: %s: unknown chain %r, entry skipped", path,
+                                entry.address, entry.chain)
 
         async def write() -> None:
             writer = WatchlistWriter(self.bootstrap, Topics.from_config(self.config).watchlist)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -70,7 +70,7 @@ class Block(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
     transfers: tuple[Transfer, ...] = ()
 
 
-class WatchEntry(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
+class WatchEntry(msgspec.Struct, frozen=True, kw_only=True):
     """An address an investigator watches, for one case (seized wallet, suspect, tainted hop)."""
 
     chain: str
@@ -112,6 +112,7 @@ class Alert(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
     title: str = ""
     log_index: int | None = None
     trace_address: tuple[int, ...] | None = None
+    evidence: dict[str, Any] = msgspec.field(default_factory=dict)  # e.g. the taint path
 
 
 def normalize_address(value: str) -> str:

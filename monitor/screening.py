@@ -49,6 +49,7 @@ def build_alert(transfer: Transfer, finding: Finding, block: Block, policy: Chai
         title=finding.title,
         log_index=transfer.log_index,
         trace_address=transfer.trace_address,
+        evidence=dict(finding.evidence),
     )
 
 

@@ -221,9 +221,27 @@ def load_config(path: str | os.PathLike[str]) -> ChainwatchConfig:
     return parse_config(data, str(file))
 
 
+def redact_url(url: str) -> str:
+    """Keep scheme, host and port of a URL; hide the path and query, where API keys live."""
+    parsed = urlparse(url)
+    port = f":{parsed.port}" if parsed.port else ""
+    hidden = "/***" if (parsed.path not in ("", "/") or parsed.query) else ""
+    return f"{parsed.scheme}://{parsed.hostname}{port}{hidden}"
+
+
 def dump_config(config: ChainwatchConfig, env: EnvSettings) -> str:
-    """Render the effective configuration as YAML with every secret masked."""
+    """Render the effective configuration as YAML with every secret masked.
+
+    Endpoint URLs keep only scheme, host and port: node providers put API keys in the path.
+    """
     data = config.model_dump(mode="json")
+    for chain in data["chains"]:
+        chain["rpc_urls"] = [redact_url(u) for u in chain["rpc_urls"]]
+        if chain.get("ws_url"):
+            chain["ws_url"] = redact_url(chain["ws_url"])
+    for sink in data["sinks"]:
+        if sink.get("url"):
+            sink["url"] = redact_url(sink["url"])
     env_data = {
         k: ("**********" if isinstance(v, SecretStr) else (str(v) if v is not None else None))
         for k, v in env

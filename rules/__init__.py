@@ -1,7 +1,7 @@
 """Typology rules: importing this package registers every built-in rule."""
 
-from rules import watched_address
+from rules import typologies, watched_address
 from rules.base import RULES, Finding, Rule, ScreeningContext, build_rule, register
 
 __all__ = ["RULES", "Finding", "Rule", "ScreeningContext", "build_rule", "register",
-           "watched_address"]
+           "typologies", "watched_address"]

@@ -24,6 +24,7 @@ class Finding:
     watch: WatchEntry
     direction: Direction
     title: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)  # JSON-ready, amounts as strings
 
 
 @dataclass(frozen=True, slots=True)

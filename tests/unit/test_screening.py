@@ -74,7 +74,7 @@ def test_watchlist_remove_and_len() -> None:
 
 
 def test_unknown_rule_and_bad_parameters_are_clear() -> None:
-    with pytest.raises(RuleError, match="unknown rule 'nope'; known rules: watched-address"):
+    with pytest.raises(RuleError, match=r"unknown rule 'nope'; known rules: .*watched-address"):
         build_rule("nope", None, {})
     with pytest.raises(RuleError, match="unknown parameter"):
         build_rule("watched-address", None, {"x": 1})
