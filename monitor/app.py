@@ -2,33 +2,67 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
 import rules  # noqa: F401 - registers the built-in rules
 from monitor import api
 from monitor.agents import delivery, screening
+from monitor.errors import ConfigError, RuleError
+from monitor.lifecycle import LifecyclePolicy
+from monitor.lists.loader import build_index
 from monitor.runtime import RuntimeService, WorkerRuntime
-from monitor.screening import ChainPolicy
+from monitor.screening import ChainPolicy, ScopedRule, Screener
 from monitor.settings import ChainwatchConfig, EnvSettings
-from monitor.sinks.base import build_sinks
+from monitor.sinks.base import SinkContext, build_sinks
+from monitor.taint import TaintPolicy
 from monitor.topics import Topics
 from monitor.watchlist import WatchlistReplica, WatchlistWriter
 from rules.base import build_rule
+from rules.typologies import required_horizon
+
+
+def build_screener(config: ChainwatchConfig, base_dir: Path) -> Screener:
+    """Rules (with their scopes), address lists and the taint policy, validated."""
+    scoped = []
+    for i, rc in enumerate(config.rules):
+        try:
+            rule = build_rule(rc.name, rc.severity, rc.params)
+        except RuleError as exc:
+            raise ConfigError(f"rules[{i}]: {exc}") from None
+        scoped.append(ScopedRule(rule, frozenset(rc.categories), frozenset(rc.cases)))
+    return Screener(
+        rules=scoped,
+        lists=build_index(config.lists, base_dir) if config.lists else None,
+        taint=TaintPolicy.from_config(config.taint) if config.taint.enabled else None,
+        horizon_seconds=required_horizon(s.rule for s in scoped),
+    )
+
+
+def lifecycle_policy(config: ChainwatchConfig, chain: str) -> LifecyclePolicy:
+    """Confirmation depth, cooldowns and state bound of the alert lifecycle of ``chain``."""
+    cfg = config.chain(chain)
+    depth = cfg.confirmations if cfg.alert_confirmations is None else cfg.alert_confirmations
+    return LifecyclePolicy(
+        confirm_depth=depth, max_members=cfg.alert_state_max,
+        rule_cooldowns={r.name: r.cooldown_seconds for r in config.rules if r.cooldown_seconds})
 
 
 def build_runtime(config: ChainwatchConfig, env: EnvSettings, bootstrap: str,
-                  environ: dict[str, str]) -> WorkerRuntime:
-    """Validate rules and sinks and assemble the worker's runtime (no I/O yet)."""
+                  environ: dict[str, str], base_dir: Path | None = None) -> WorkerRuntime:
+    """Validate rules, lists and sinks and assemble the worker's runtime (no I/O yet)."""
     topics = Topics.from_config(config)
     return WorkerRuntime(
         config=config,
         env=env,
         bootstrap=bootstrap,
         topics=topics,
-        rules=[build_rule(r.name, r.severity, r.params) for r in config.rules],
-        sinks=build_sinks(config.sinks, environ),
+        screener=build_screener(config, base_dir or Path.cwd()),
+        sinks=build_sinks(config.sinks, environ, SinkContext.from_config(config, bootstrap)),
         policies={c.name: ChainPolicy(confirmations=c.confirmations) for c in config.chains},
+        lifecycle={c.name: lifecycle_policy(config, c.name) for c in config.chains},
         replica=WatchlistReplica(bootstrap, topics.watchlist),
         writer=WatchlistWriter(bootstrap, topics.watchlist),
     )

@@ -68,6 +68,38 @@ class Block(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
     kind: BlockEventKind = "block"
     head: int = 0  # chain head seen by the connector when it fetched this block
     transfers: tuple[Transfer, ...] = ()
+    # Successful zero-value transactions (amount 0): no funds move, so amount-based rules never
+    # see them, but rules about counterparties (sanctions) do.
+    interactions: tuple[Transfer, ...] = ()
+
+
+class TaintHop(msgspec.Struct, frozen=True, array_like=True):
+    """One transfer on a taint path; encodes as ``[tx_hash, from, to, amount, block_number]``."""
+
+    tx_hash: str
+    from_address: str
+    to_address: str
+    amount: int  # base units of the whole transfer
+    block_number: int
+
+
+class TaintMark(msgspec.Struct, frozen=True, kw_only=True):
+    """Funds of a case that reached an address, and the path they took from the case's origin.
+
+    Written by follow-the-money (not by the rules): ``origin`` is the watched address the case
+    started from, ``hop`` the number of transfers between the origin and this address
+    (``len(path)``; the origin itself is hop 0 with an empty path), ``amount`` the tainted part
+    of the holdings in ``asset_key`` base units, and ``path`` the transfers from the origin, in
+    order: ``path[0].from_address == origin`` and ``path[-1].to_address`` is the marked
+    address.
+    """
+
+    origin: str
+    case_id: str
+    hop: int
+    amount: int
+    asset_key: str
+    path: tuple[TaintHop, ...] = ()
 
 
 class WatchEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -80,6 +112,7 @@ class WatchEntry(msgspec.Struct, frozen=True, kw_only=True):
     category: str = "seized"
     source: str = "manual"
     added_at: int = 0  # unix seconds
+    taint: TaintMark | None = None  # set on addresses reached by follow-the-money
 
     @property
     def key(self) -> str:
@@ -113,6 +146,13 @@ class Alert(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
     log_index: int | None = None
     trace_address: tuple[int, ...] | None = None
     evidence: dict[str, Any] = msgspec.field(default_factory=dict)  # e.g. the taint path
+    # Lifecycle (monitor/lifecycle.py): each event of an alert id has the next revision.
+    revision: int = 0
+    count: int = 1  # transfers folded into this alert within the rule's cooldown
+    aggregated_transfer_ids: tuple[str, ...] = ()  # when count > 1: all of them, own first
+    first_block: int | None = None  # when count > 1: lowest and highest block of them
+    last_block: int | None = None
+    moved_from: str | None = None  # block hash it was reported in before a reorg
 
 
 def normalize_address(value: str) -> str:

@@ -9,14 +9,18 @@ from dataclasses import dataclass, field
 import mode
 from aiokafka import ConsumerRecord
 
+from connectors.evm.facts import AddressFacts
+from connectors.rpc import RpcPool
+from connectors.runner import rpc_policy
+from monitor.errors import ConfigError
 from monitor.follower import TopicFollower
+from monitor.lifecycle import LifecyclePolicy
 from monitor.records import ALERT_DECODER, Alert
-from monitor.screening import ChainPolicy
+from monitor.screening import ChainPolicy, Screener
 from monitor.settings import ChainwatchConfig, EnvSettings
 from monitor.sinks.base import Sink
 from monitor.topics import Topics
 from monitor.watchlist import WatchlistReplica, WatchlistWriter
-from rules.base import Rule
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +33,34 @@ class WorkerRuntime:
     env: EnvSettings
     bootstrap: str
     topics: Topics
-    rules: list[Rule]
+    screener: Screener
     sinks: list[Sink]
     policies: dict[str, ChainPolicy]
+    lifecycle: dict[str, LifecyclePolicy]
     replica: WatchlistReplica
     writer: WatchlistWriter
     recent_alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=1000))
+    _facts: dict[str, AddressFacts] = field(default_factory=dict)
+
+    def address_facts(self, chain: str) -> AddressFacts | None:
+        """The node-facts oracle of ``chain`` (created on first use), or None if disabled."""
+        if chain not in self._facts:
+            try:
+                cfg = self.config.chain(chain)
+            except ConfigError:
+                return None
+            if not cfg.address_facts:
+                return None
+            pool = RpcPool(chain, list(cfg.rpc_urls), cfg.request_timeout_seconds,
+                           rpc_policy(cfg))
+            self._facts[chain] = AddressFacts(pool)
+        return self._facts[chain]
+
+    async def close(self) -> None:
+        """Close the RPC pools opened for node facts."""
+        for facts in self._facts.values():
+            await facts.pool.close()
+        self._facts.clear()
 
     def remember(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """Keep an alert read from the alerts topic for the API's recent-alerts view."""
@@ -58,8 +84,8 @@ class RuntimeService(mode.Service):
         await self._alerts_follower.start()
         for sink in self.runtime.sinks:
             await sink.start()
-        log.info("worker runtime started: %d rule(s), %d sink(s)", len(self.runtime.rules),
-                 len(self.runtime.sinks))
+        log.info("worker runtime started: %d rule(s), %d sink(s)",
+                 len(self.runtime.screener.rules), len(self.runtime.sinks))
 
     async def on_stop(self) -> None:
         """Close everything opened in :meth:`on_start`."""
@@ -68,3 +94,4 @@ class RuntimeService(mode.Service):
         await self._alerts_follower.stop()
         await self.runtime.writer.stop()
         await self.runtime.replica.stop()
+        await self.runtime.close()

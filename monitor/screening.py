@@ -1,17 +1,25 @@
-"""Turn a block's transfers into alerts: watchlist look-up, rule evaluation, alert building.
+"""Turn a block's transfers into alerts, activity updates and follow-the-money taint.
 
-Pure with respect to Kafka: the screening agent hands in the block, the watchlist and the
-configured rules; the same inputs always give the same alerts (ids included).
+Pure with respect to Kafka and the node: the screening agent reads the state (watchlist
+replica, per-address activity, address lists, node facts), hands it in, and writes back what
+comes out. The same block and the same state always give the same alerts (ids included), the
+same activity and the same new taint entries, so replays are deterministic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
-from monitor.records import Alert, Block, Transfer, alert_id
+from connectors.evm.facts import AddressFact
+from monitor.lists import ListHit, ListIndex
+from monitor.records import Alert, Block, TaintMark, Transfer, WatchEntry, alert_id
+from monitor.taint import TaintPolicy, count_per_origin, propagate
 from monitor.watchlist import Watchlist
-from rules.base import Finding, Rule, ScreeningContext
+from rules.base import Finding, Rule
+from rules.state import AddressActivity, RuleContext, Side, rewind_block, update_activity
+
+_NO_HITS: tuple[ListHit, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +27,34 @@ class ChainPolicy:
     """What the screening needs to know about a chain."""
 
     confirmations: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScopedRule:
+    """A configured rule, optionally limited to watch-entry categories or cases."""
+
+    rule: Rule
+    categories: frozenset[str] = frozenset()
+    cases: frozenset[str] = frozenset()
+
+    def admits(self, finding: Finding) -> bool:
+        """Whether the finding's case and category are in this rule's scope."""
+        return ((not self.categories or finding.watch.category in self.categories)
+                and (not self.cases or finding.watch.case_id in self.cases))
+
+
+@dataclass
+class BlockOutcome:
+    """What screening a block produced: alerts, activity to store, new taint entries."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    activity: dict[str, AddressActivity] = field(default_factory=dict)
+    new_entries: list[WatchEntry] = field(default_factory=list)
+
+
+def activity_key(chain: str, address: str) -> str:
+    """Key of an address's activity in the activity table."""
+    return f"{chain}:{address}"
 
 
 def build_alert(transfer: Transfer, finding: Finding, block: Block, policy: ChainPolicy,
@@ -53,22 +89,153 @@ def build_alert(transfer: Transfer, finding: Finding, block: Block, policy: Chai
     )
 
 
+class _Overlay:
+    """The replica plus the taint entries created earlier in the same block."""
+
+    def __init__(self, watchlist: Watchlist) -> None:
+        self.watchlist = watchlist
+        self.added: dict[tuple[str, str], list[WatchEntry]] = {}
+
+    def lookup(self, chain: str, address: str) -> tuple[WatchEntry, ...]:
+        base = tuple(self.watchlist.lookup(chain, address))
+        extra = self.added.get((chain, address))
+        return (*base, *extra) if extra else base
+
+    def add(self, entry: WatchEntry) -> None:
+        self.added.setdefault((entry.chain, entry.address), []).append(entry)
+
+
+@dataclass
+class Screener:
+    """Screens blocks with the configured rules, address lists and taint policy."""
+
+    rules: Sequence[ScopedRule]
+    lists: ListIndex | None = None
+    taint: TaintPolicy | None = None
+    horizon_seconds: int = 0
+    max_movements: int = 256
+
+    def relevant_addresses(self, block: Block, watchlist: Watchlist) -> set[str]:
+        """Endpoints of transfers that touch a watched address or one tainted in this block.
+
+        The agent fetches stored activity and node facts for exactly these before screening.
+        """
+        tainted: set[str] = set()
+        relevant: set[str] = set()
+        for t in block.transfers:
+            sender = t.from_address in tainted or bool(watchlist.lookup(t.chain,
+                                                                          t.from_address))
+            if sender or t.to_address in tainted or watchlist.lookup(t.chain, t.to_address):
+                relevant.add(t.from_address)
+                relevant.add(t.to_address)
+            if sender and self.taint is not None:
+                tainted.add(t.to_address)
+        return relevant
+
+    def _hits(self, address: str, at: int) -> Sequence[ListHit]:
+        return self.lists.hits(address, at) if self.lists is not None else _NO_HITS
+
+    def screen(self, block: Block, watchlist: Watchlist, policy: ChainPolicy,
+               detected_at: float, activity: Mapping[str, AddressActivity] | None = None,
+               facts: Mapping[str, AddressFact | None] | None = None) -> BlockOutcome:
+        """Screen every transfer of ``block`` in order; see the module docstring."""
+        stored = activity or {}
+        known_facts = facts or {}
+        overlay = _Overlay(watchlist)
+        outcome = BlockOutcome()
+        seen: set[str] = set()
+        current: dict[str, AddressActivity | None] = {}
+        counts = count_per_origin(watchlist.entries()) if self.taint is not None else {}
+
+        def state_of(chain: str, address: str) -> AddressActivity | None:
+            key = activity_key(chain, address)
+            if key not in current:  # the state before this block, even on a replay
+                before = rewind_block(stored.get(key), block.number)
+                fact = known_facts.get(address)
+                if before is None and fact is not None and fact.had_history:
+                    before = AddressActivity(first_seen=0)  # history the node knows of
+                current[key] = before
+            return current[key]
+
+        for transfer in block.transfers:
+            chain = transfer.chain
+            from_entries = overlay.lookup(chain, transfer.from_address)
+            to_entries = overlay.lookup(chain, transfer.to_address)
+            from_hits = self._hits(transfer.from_address, transfer.block_time)
+            to_hits = self._hits(transfer.to_address, transfer.block_time)
+            tracked = bool(from_entries or to_entries)
+            if not tracked and not from_hits and not to_hits:
+                continue
+            to_labels = frozenset(h.category for h in to_hits)
+            context = RuleContext(
+                from_entries, to_entries,
+                extra={"out_hits": from_hits, "in_hits": to_hits},
+                from_activity=state_of(chain, transfer.from_address) if tracked else None,
+                to_activity=state_of(chain, transfer.to_address) if tracked else None,
+                from_labels=frozenset(h.category for h in from_hits), to_labels=to_labels,
+                from_taint=_marks(from_entries), to_taint=_marks(to_entries))
+            for scoped in self.rules:
+                for finding in scoped.rule.evaluate(transfer, context):
+                    if not scoped.admits(finding):
+                        continue
+                    alert = build_alert(transfer, finding, block, policy, detected_at)
+                    if alert.id not in seen:
+                        seen.add(alert.id)
+                        outcome.alerts.append(alert)
+            if not tracked:
+                continue
+            sides: tuple[tuple[str, Side], ...] = ((transfer.from_address, "out"),
+                                                   (transfer.to_address, "in"))
+            for address, side in sides:
+                key = activity_key(chain, address)
+                current[key] = update_activity(state_of(chain, address), transfer, side,
+                                               self.horizon_seconds, self.max_movements)
+            if self.taint is not None and from_entries:
+                fact = known_facts.get(transfer.from_address)
+                balance = fact.balance if fact and transfer.asset.kind == "native" else None
+                for entry in propagate(transfer, from_entries, to_entries, to_labels,
+                                       self.taint, counts, balance):
+                    overlay.add(entry)
+                    outcome.new_entries.append(entry)
+                    assert entry.taint is not None
+                    k = (entry.taint.case_id, entry.taint.origin)
+                    counts[k] = counts.get(k, 0) + 1
+        self._screen_interactions(block, overlay, policy, detected_at, outcome, seen)
+        outcome.activity = {k: v for k, v in current.items() if v is not None}
+        return outcome
+
+    def _screen_interactions(self, block: Block, overlay: _Overlay, policy: ChainPolicy,
+                             detected_at: float, outcome: BlockOutcome, seen: set[str]) -> None:
+        """Zero-value calls: only rules about counterparties, only where a list is hit."""
+        rules = [s for s in self.rules if s.rule.screens_interactions]
+        if not rules or self.lists is None:
+            return
+        for call in block.interactions:
+            from_hits = self._hits(call.from_address, call.block_time)
+            to_hits = self._hits(call.to_address, call.block_time)
+            if not from_hits and not to_hits:
+                continue
+            from_entries = overlay.lookup(call.chain, call.from_address)
+            to_entries = overlay.lookup(call.chain, call.to_address)
+            context = RuleContext(
+                from_entries, to_entries, extra={"out_hits": from_hits, "in_hits": to_hits},
+                from_labels=frozenset(h.category for h in from_hits),
+                to_labels=frozenset(h.category for h in to_hits),
+                from_taint=_marks(from_entries), to_taint=_marks(to_entries))
+            for scoped in rules:
+                for finding in scoped.rule.evaluate(call, context):
+                    alert = build_alert(call, finding, block, policy, detected_at)
+                    if scoped.admits(finding) and alert.id not in seen:
+                        seen.add(alert.id)
+                        outcome.alerts.append(alert)
+
+
+def _marks(entries: Iterable[WatchEntry]) -> tuple[TaintMark, ...]:
+    return tuple(e.taint for e in entries if e.taint is not None)
+
+
 def screen_block(block: Block, watchlist: Watchlist, rules: Sequence[Rule], policy: ChainPolicy,
                  detected_at: float) -> list[Alert]:
-    """Screen every transfer of a block; return alerts in transfer order, without duplicates."""
-    alerts: list[Alert] = []
-    seen: set[str] = set()
-    lookup = watchlist.lookup
-    for transfer in block.transfers:
-        from_entries = lookup(transfer.chain, transfer.from_address)
-        to_entries = lookup(transfer.chain, transfer.to_address)
-        if not from_entries and not to_entries:
-            continue
-        context = ScreeningContext(from_entries, to_entries)
-        for rule in rules:
-            for finding in rule.evaluate(transfer, context):
-                alert = build_alert(transfer, finding, block, policy, detected_at)
-                if alert.id not in seen:
-                    seen.add(alert.id)
-                    alerts.append(alert)
-    return alerts
+    """Screen a block without stored state, lists or taint (the stateless subset)."""
+    screener = Screener([ScopedRule(rule) for rule in rules])
+    return screener.screen(block, watchlist, policy, detected_at).alerts

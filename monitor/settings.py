@@ -72,6 +72,11 @@ class ChainConfig(_Strict):
     request_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     max_retries: int = Field(default=8, ge=0, le=100)
     reorg_window: int = Field(default=128, ge=8, le=10_000)
+    address_facts: bool = True  # ask the node whether counterparties had history (freshness)
+    # Depth at which an alert turns from provisional to confirmed; default: ``confirmations``
+    # (the connector publishes blocks that deep already, so alerts are confirmed at once).
+    alert_confirmations: int | None = Field(default=None, ge=0, le=10_000)
+    alert_state_max: int = Field(default=500, ge=10, le=100_000)
     explorer_url: HttpUrl | None = None
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
@@ -92,33 +97,140 @@ class KafkaConfig(_Strict):
     replication_factor: int = Field(default=1, ge=1, le=7)
 
 
+SeverityName = Literal["info", "low", "medium", "high", "critical"]
+ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
+_HEADER_SAFE = r"^[^\r\n]+$"  # no CR/LF: these values end up in SMTP headers
+_MAILBOX = r"^[^\s@<>,;\"]+@[^\s@<>,;\"]+$"  # a bare address, e.g. ``unit@agency.example``
+
+SINK_TYPE_FIELDS: dict[str, tuple[str, ...]] = {
+    "console": (),
+    "webhook": ("url", "secret_env"),
+    "slack": ("url_env",),
+    "discord": ("url_env",),
+    "telegram": ("bot_token_env", "chat_id", "parse_mode", "api_url"),
+    "email": ("smtp_host", "smtp_port", "smtp_tls", "smtp_username", "smtp_password_env",
+              "mail_from", "mail_to"),
+    "kafka": ("topic", "bootstrap"),
+}
+"""The type-specific keys each sink type takes (any other type refuses them)."""
+_TYPE_SPECIFIC_FIELDS = frozenset(key for keys in SINK_TYPE_FIELDS.values() for key in keys)
+
+_REQUIRED_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "webhook": (("url", ""),
+                ("secret_env", " (the environment variable holding its HMAC secret)")),
+    "slack": (("url_env", " (the environment variable holding its incoming-webhook URL)"),),
+    "discord": (("url_env", " (the environment variable holding its webhook URL)"),),
+    "telegram": (("bot_token_env", " (the environment variable holding the bot token)"),
+                 ("chat_id", " (a numeric chat id or an @channel name)")),
+    "email": (("smtp_host", ""), ("mail_from", ""), ("mail_to", " (one address or more)")),
+    "kafka": (("topic", " (the downstream topic alerts are written to)"),),
+}
+
+
+class SinkFilters(_Strict):
+    """Which alerts a sink takes: an alert must match every non-empty list (empty = all)."""
+
+    severities: list[SeverityName] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list)
+    cases: list[str] = Field(default_factory=list)
+    chains: list[str] = Field(default_factory=list)
+
+
 class SinkConfig(_Strict):
-    """A subscriber that alerts are delivered to."""
+    """A subscriber that alerts are delivered to, with its filters and type-specific keys.
+
+    Secrets (webhook secrets, Slack/Discord webhook URLs, bot tokens, SMTP passwords) are never
+    written in the YAML file: the ``*_env`` keys name the environment variables holding them.
+    """
 
     name: str = Field(pattern=NAME_PATTERN)
-    type: Literal["console", "webhook"]
-    url: HttpUrl | None = None
-    secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    type: Literal["console", "webhook", "slack", "discord", "telegram", "email", "kafka"]
+    min_severity: SeverityName = "info"
+    filters: SinkFilters = SinkFilters()
     timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     max_attempts: int = Field(default=6, ge=1, le=50)
-    min_severity: Literal["info", "low", "medium", "high", "critical"] = "info"
+    # webhook
+    url: HttpUrl | None = None
+    secret_env: str | None = Field(default=None, pattern=ENV_NAME_PATTERN)
+    # slack, discord
+    url_env: str | None = Field(default=None, pattern=ENV_NAME_PATTERN)
+    # telegram
+    bot_token_env: str | None = Field(default=None, pattern=ENV_NAME_PATTERN)
+    chat_id: int | Annotated[str, Field(pattern=r"^(-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
+                             ] | None = None
+    parse_mode: Literal["HTML", "MarkdownV2"] = "HTML"
+    api_url: HttpUrl = "https://api.telegram.org"
+    # email
+    smtp_host: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.:\[\]_-]{1,253}$")
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_tls: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = Field(default=None, pattern=_HEADER_SAFE, max_length=256)
+    smtp_password_env: str | None = Field(default=None, pattern=ENV_NAME_PATTERN)
+    mail_from: str | None = Field(default=None, pattern=_MAILBOX, max_length=254)
+    mail_to: list[Annotated[str, Field(pattern=_MAILBOX, max_length=254)]] = Field(
+        default_factory=list, max_length=100)
+    # kafka
+    topic: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    bootstrap: str | None = Field(default=None, min_length=1)  # default: the worker's broker
+
+    @property
+    def _a_type(self) -> str:
+        """``a slack`` / ``an email``: the type with its article, for messages."""
+        return f"{'an' if self.type[0] in 'aeiou' else 'a'} {self.type}"
 
     @model_validator(mode="after")
-    def _webhook_needs_url(self) -> SinkConfig:
-        if self.type == "webhook" and not self.url:
-            raise ValueError("a webhook sink needs 'url'")
-        if self.type == "webhook" and not self.secret_env:
-            raise ValueError("a webhook sink needs 'secret_env' (the environment variable "
-                             "holding its HMAC secret)")
+    def _type_specific_keys(self) -> SinkConfig:
+        """Every required key of the type is present; keys of other types are refused."""
+        foreign = sorted((self.model_fields_set & _TYPE_SPECIFIC_FIELDS)
+                         - set(SINK_TYPE_FIELDS[self.type]))
+        if foreign:
+            takes = ", ".join(SINK_TYPE_FIELDS[self.type]) or "no type-specific keys"
+            raise ValueError(f"{', '.join(repr(k) for k in foreign)} not used by "
+                             f"{self._a_type} sink (it takes: {takes})")
+        for key, hint in _REQUIRED_FIELDS.get(self.type, ()):
+            if getattr(self, key) in (None, [], ""):
+                raise ValueError(f"{self._a_type} sink needs {key!r}{hint}")
+        if self.smtp_password_env and not self.smtp_username:
+            raise ValueError("'smtp_password_env' needs 'smtp_username' too")
         return self
 
 
 class RuleConfig(_Strict):
-    """A rule switched on, with its parameters."""
+    """A rule switched on, with its parameters, optionally scoped to categories or cases."""
 
     name: str
     severity: Literal["info", "low", "medium", "high", "critical"] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    categories: list[str] = Field(default_factory=list)  # watch-entry categories; empty = all
+    cooldown_seconds: int = Field(default=0, ge=0, le=30 * 86_400)  # fold repeats (block time)
+    cases: list[str] = Field(default_factory=list)  # case ids; empty = all
+
+
+class ListConfig(_Strict):
+    """An address list file (sanctions or labels) loaded by every worker at start."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    path: str
+    format: Literal["ofac-txt", "ofac-json", "ofac-entities-csv", "etherscan-labels-csv",
+                    "forta-csv", "lazarus-txt", "label-json"]
+    category: Literal["sanctioned", "mixer", "bridge", "exchange", "exchange-deposit", "scam",
+                      "heist", "phishing", "malicious-contract", "other"]
+    source: str = Field(min_length=1)
+    published: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    version: str | None = None
+
+
+class TaintConfig(_Strict):
+    """Follow-the-money: how far and how wide taint spreads from a case's watched addresses."""
+
+    enabled: bool = True
+    max_hops: int = Field(default=8, ge=1, le=64)
+    min_amounts: dict[str, int] = Field(default_factory=lambda: {"native": 10**15})
+    default_min_amount: int = Field(default=1, ge=0)
+    max_addresses_per_origin: int = Field(default=200, ge=1, le=100_000)
+    model: Literal["poison", "haircut"] = "poison"
+    stop_categories: list[str] = Field(default_factory=lambda: [
+        "exchange", "exchange-deposit", "bridge", "mixer"])
 
 
 class WatchlistFile(_Strict):
@@ -145,6 +257,8 @@ class ChainwatchConfig(_Strict):
                                                                          type="console")])
     rules: list[RuleConfig] = Field(default_factory=lambda: [RuleConfig(name="watched-address")])
     watchlists: list[WatchlistFile] = Field(default_factory=list)
+    lists: list[ListConfig] = Field(default_factory=list)
+    taint: TaintConfig = TaintConfig()
     api: ApiConfig = ApiConfig()
     app_id: str = Field(default="chainwatch", pattern=r"^[A-Za-z0-9._-]+$")
 
@@ -159,6 +273,11 @@ class ChainwatchConfig(_Strict):
         for i, wl in enumerate(self.watchlists):
             if wl.chain is not None and wl.chain not in chain_names:
                 raise ValueError(f"watchlists[{i}].chain: unknown chain {wl.chain!r}; "
+                                 f"configured chains: {', '.join(sorted(chain_names))}")
+        for i, sink in enumerate(self.sinks):
+            unknown = [c for c in sink.filters.chains if c not in chain_names]
+            if unknown:
+                raise ValueError(f"sinks[{i}].filters.chains: unknown chain {unknown[0]!r}; "
                                  f"configured chains: {', '.join(sorted(chain_names))}")
         return self
 

@@ -60,6 +60,8 @@ class Rule:
     name: ClassVar[str] = ""
     severity: Severity = "medium"
     params_schema: ClassVar[Mapping[str, type]] = {}
+    # Also evaluated on zero-value calls (``Block.interactions``), e.g. sanctions screening.
+    screens_interactions: ClassVar[bool] = False
 
     def __init__(self, severity: Severity | None = None, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.params_schema))

@@ -28,7 +28,7 @@ from typing import Literal
 
 import msgspec
 
-from monitor.records import Asset, Transfer, WatchEntry
+from monitor.records import Asset, TaintMark, Transfer, WatchEntry
 from rules.base import ScreeningContext
 
 Side = Literal["in", "out"]
@@ -206,35 +206,6 @@ def rewind_block(activity: AddressActivity | None, block_number: int) -> Address
     return AddressActivity(first_seen=activity.first_seen if last_active is not None else None,
                            last_active=last_active, last_out=last_out, inflows=inflows,
                            outflows=outflows, balances=balances, last_block=last_block)
-
-
-class TaintHop(msgspec.Struct, frozen=True, array_like=True):
-    """One transfer on a taint path; encodes as ``[tx_hash, from, to, amount, block_number]``."""
-
-    tx_hash: str
-    from_address: str
-    to_address: str
-    amount: int  # base units of the whole transfer
-    block_number: int
-
-
-class TaintMark(msgspec.Struct, frozen=True, kw_only=True):
-    """Funds of a case that reached an address, and the path they took from the case's origin.
-
-    Written by follow-the-money (not by the rules): ``origin`` is the watched address the case
-    started from, ``hop`` the number of transfers between the origin and this address
-    (``len(path)``; the origin itself is hop 0 with an empty path), ``amount`` the tainted part
-    of the holdings in ``asset_key`` base units, and ``path`` the transfers from the origin, in
-    order: ``path[0].from_address == origin`` and ``path[-1].to_address`` is the marked
-    address.
-    """
-
-    origin: str
-    case_id: str
-    hop: int
-    amount: int
-    asset_key: str
-    path: tuple[TaintHop, ...] = ()
 
 
 ACTIVITY_DECODER = msgspec.json.Decoder(AddressActivity)

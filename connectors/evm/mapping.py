@@ -264,6 +264,7 @@ def _map_block(
     tx_hashes: list[str] = []
     tx_status: list[bool | None] = []  # True success, False failed, None pre-Byzantium
     natives: list[Transfer | None] = []
+    calls: dict[int, Transfer] = {}
     erc20s: list[list[Transfer] | None] = []
     receipt_by_hash: dict[str, Mapping[str, Any]] | None = None
     known_tokens: Mapping[str, Asset] = tokens if tokens is not None else {}
@@ -349,6 +350,15 @@ def _map_block(
             )
         else:
             natives.append(None)
+            to = tx.get("to")
+            if status is not False and to is not None:
+                # A zero-value call: no funds move, but it is an interaction with ``to``
+                # (a sanctions rule must see a call to a sanctioned contract).
+                calls[tx_index] = Transfer(
+                    id=native_transfer_id(chain, tx_hash), chain=chain, block_number=number,
+                    block_hash=block_hash, block_time=timestamp, tx_hash=tx_hash,
+                    tx_index=tx_index, kind="native", from_address=_addr(tx["from"], "from"),
+                    to_address=_addr(to, "to"), asset=native, amount=0)
 
         # ERC-20 Transfer logs.
         logs = receipt["logs"]
@@ -436,9 +446,13 @@ def _map_block(
             _geth_internal(where, traces, tx_hashes, tx_status, internal, top_failed)
 
     out: list[Transfer] = []
+    interactions: list[Transfer] = []
     for position in range(n_txs):
         if tx_status[position] is False or position in top_failed:
             continue
+        call = calls.get(position)
+        if call is not None:
+            interactions.append(call)
         native_transfer = natives[position]
         if native_transfer is not None:
             out.append(native_transfer)
@@ -475,6 +489,7 @@ def _map_block(
         timestamp=timestamp,
         head=head,
         transfers=tuple(out),
+        interactions=tuple(interactions),
     )
 
 

@@ -10,6 +10,7 @@ import faust
 import msgspec
 
 from monitor.deadletter import dead_letter
+from monitor.lifecycle import delivery_key
 from monitor.metrics import DEAD_LETTERS
 from monitor.records import ALERT_DECODER, Alert
 from monitor.runtime import WorkerRuntime
@@ -26,11 +27,13 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
                                  key_serializer="raw")
     # Which (sink, alert id) pairs were delivered: co-partitioned with the alerts topic (both
     # keyed by alert id), so a restarted or rebalanced worker does not notify twice.
+    # No value_type: faust cannot decode a changelog value into ``bool`` (it calls
+    # ``bool.from_data``), so recovery never finished and a restarted worker stayed idle.
     delivered = app.Table("delivered", default=bool, partitions=runtime.config.kafka.partitions,
-                          key_type=str, value_type=bool)
+                          key_type=str)
 
     async def deliver_one(sink: Sink, alert: Alert, raw: bytes) -> None:
-        key = f"{sink.name}:{alert.id}"
+        key = f"{sink.name}:{delivery_key(alert)}"  # each lifecycle event once per sink
         if delivered[key]:
             return
         try:

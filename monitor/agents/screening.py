@@ -1,15 +1,26 @@
-"""Screening agent: reads block events, screens every transfer, emits alerts."""
+"""Screening agent: reads block events, screens every transfer, follows the money, alerts.
+
+Per block: read the stored activity of the addresses that matter and the node's facts about
+them, run the :class:`monitor.screening.Screener`, then write back in this order: activity to
+the ``activity`` table, new taint entries to the replica (at once, so the next block sees them)
+and to the watchlist topic (acknowledged), alerts to the alerts topic. Broker errors are
+retried until the broker is back (the partition waits: nothing can be emitted meanwhile);
+anything else about a message sends it to the dead-letter topic and consumption goes on.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 import faust
 import msgspec
+from aiokafka.errors import KafkaError
 
 from monitor.deadletter import dead_letter
+from monitor.lifecycle import decode_state, encode_state, on_block, on_revert
 from monitor.metrics import (
     ALERT_LATENCY,
     ALERTS_RAISED,
@@ -17,21 +28,88 @@ from monitor.metrics import (
     DEAD_LETTERS,
     TRANSFERS_SCREENED,
 )
-from monitor.records import BLOCK_DECODER, encode
+from monitor.records import BLOCK_DECODER, Alert, Block, encode
 from monitor.runtime import WorkerRuntime
-from monitor.screening import ChainPolicy, screen_block
+from monitor.screening import ChainPolicy, activity_key
+from rules.state import ACTIVITY_DECODER, AddressActivity
 
 log = logging.getLogger(__name__)
 
+RETRY_CAP_SECONDS = 30.0
+
 
 def register(app: faust.App, runtime: WorkerRuntime) -> Any:
-    """Define the screening agent on ``app``; returns the agent."""
+    """Define the screening agent and its ``activity`` table on ``app``; returns the agent."""
     block_topics = app.topic(*(runtime.topics.blocks(c) for c in runtime.topics.chains),
                              value_serializer="raw", key_serializer="raw")
     alerts_topic = app.topic(runtime.topics.alerts, value_serializer="raw",
                              key_serializer="raw")
     deadletter_topic = app.topic(runtime.topics.deadletter, value_serializer="raw",
                                  key_serializer="raw")
+    # Per-address activity in block time, co-partitioned with the block topics (1 partition).
+    activity_table = app.Table("activity", partitions=1, key_type=bytes, value_type=bytes)
+
+    def stored_activity(block: Block, addresses: set[str]) -> dict[str, AddressActivity]:
+        found: dict[str, AddressActivity] = {}
+        for address in addresses:
+            key = activity_key(block.chain, address)
+            raw = activity_table.get(key.encode())
+            if raw is not None:
+                found[key] = ACTIVITY_DECODER.decode(raw)
+        return found
+
+    lifecycle_table = app.Table("lifecycle", partitions=1, key_type=bytes, value_type=bytes)
+
+    async def advance(block: Block, position: int, candidates: list[Alert],
+                      now: float) -> None:
+        """Run the lifecycle; send its events, acknowledged, before saving its state."""
+        key = block.chain.encode()
+        state = decode_state(lifecycle_table.get(key))
+        policy = runtime.lifecycle[block.chain]
+        if block.kind == "revert":
+            state, events = on_revert(state, block, policy, position=position)
+        else:
+            state, events = on_block(state, block, candidates, policy, position=position)
+        acks = []
+        for alert in events:
+            acks.append(await alerts_topic.send(key=alert.id.encode(), value=encode(alert)))
+            if alert.revision == 0:
+                ALERTS_RAISED.labels(alert.rule, alert.severity).inc()
+                ALERT_LATENCY.labels(alert.chain).observe(max(0.0, now - alert.block_time))
+        await asyncio.gather(*acks)
+        lifecycle_table[key] = encode_state(state)
+
+    def already_applied(block: Block, position: int) -> bool:
+        return position <= decode_state(lifecycle_table.get(block.chain.encode())).position
+
+    async def process(block: Block, position: int) -> None:
+        if already_applied(block, position):
+            return  # a replay after a restart: its events were sent and acknowledged
+        if block.kind == "revert":
+            log.warning("block %s %s on %s was reorged out", block.number, block.hash,
+                        block.chain)
+            await advance(block, position, [], time.time())
+            return
+        policy = runtime.policies.get(block.chain, ChainPolicy(confirmations=0))
+        screener = runtime.screener
+        relevant = screener.relevant_addresses(block, runtime.replica)
+        activity = stored_activity(block, relevant) if relevant else {}
+        facts = {}
+        unknown = [a for a in relevant if activity_key(block.chain, a) not in activity]
+        if unknown:
+            oracle = runtime.address_facts(block.chain)
+            if oracle is not None:
+                facts = await oracle.before_block(sorted(unknown), block.number)
+        now = time.time()
+        outcome = screener.screen(block, runtime.replica, policy, now, activity, facts)
+        for key, value in outcome.activity.items():
+            activity_table[key.encode()] = encode(value)
+        if outcome.new_entries:
+            for entry in outcome.new_entries:
+                runtime.replica.put(entry)
+            await runtime.writer.put_many(outcome.new_entries)
+        await advance(block, position, outcome.alerts, now)
+        TRANSFERS_SCREENED.labels(block.chain).inc(len(block.transfers))
 
     @app.agent(block_topics, name="screen-blocks")
     async def screen(stream: faust.StreamT[bytes]) -> None:
@@ -40,24 +118,25 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
             raw: bytes = event.value
             try:
                 block = BLOCK_DECODER.decode(raw)
-                BLOCKS_SCREENED.labels(block.chain).inc()
-                if block.kind == "revert":
-                    log.warning("block %s %s on %s was reorged out", block.number, block.hash,
-                                block.chain)
-                    continue
-                policy = runtime.policies.get(block.chain, ChainPolicy(confirmations=0))
-                now = time.time()
-                alerts = screen_block(block, runtime.replica, runtime.rules, policy, now)
-                TRANSFERS_SCREENED.labels(block.chain).inc(len(block.transfers))
-                for alert in alerts:
-                    await alerts_topic.send(key=alert.id.encode(), value=encode(alert))
-                    ALERTS_RAISED.labels(alert.rule, alert.severity).inc()
-                    ALERT_LATENCY.labels(alert.chain).observe(max(0.0, now - alert.block_time))
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 await _to_deadletter(deadletter_topic, "screening", exc, event)
-            except Exception as exc:  # a poison message must never stall the partition
-                log.exception("screening failed; record sent to the dead-letter topic")
-                await _to_deadletter(deadletter_topic, "screening", exc, event)
+                continue
+            BLOCKS_SCREENED.labels(block.chain).inc()
+            delay = 0.5
+            while True:
+                try:
+                    await process(block, event.message.offset)
+                    break
+                except KafkaError as exc:  # the broker is away: wait for it, lose nothing
+                    log.warning("block %s on %s: broker error %r; retrying in %.1f s",
+                                block.number, block.chain, exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(RETRY_CAP_SECONDS, delay * 2)
+                except Exception as exc:  # a poison message must never stall the partition
+                    log.exception("screening block %s failed; sent to the dead-letter topic",
+                                  block.number)
+                    await _to_deadletter(deadletter_topic, "screening", exc, event)
+                    break
 
     return screen
 

@@ -2,23 +2,43 @@
 
 A sink type is a :class:`Sink` subclass registered under the ``type`` name used in the YAML
 ``sinks:`` section. :func:`build_sinks` turns validated :class:`SinkConfig` entries into
-sink objects, reading any secrets from the environment mapping it is given.
+sink objects, reading any secrets from the environment mapping it is given, applying each
+entry's ``filters:`` and handing every sink the :class:`SinkContext` (explorer links per chain,
+the worker's Kafka bootstrap).
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final, Self, TypeVar, get_args
 
 from monitor.errors import ConfigError
 from monitor.records import Alert, Severity
-from monitor.settings import SinkConfig
+from monitor.settings import ChainwatchConfig, SinkConfig
+from monitor.sinks.filters import MATCH_ALL, AlertFilter
 
 SEVERITY_ORDER: Final[dict[str, int]] = {name: rank for rank, name in
                                          enumerate(get_args(Severity))}
 """Severity names ranked from least (``info``) to most urgent (``critical``)."""
+
+
+@dataclass(frozen=True)
+class SinkContext:
+    """What sinks may need from the rest of the configuration, handed over by build_sinks."""
+
+    explorers: Mapping[str, str] = field(default_factory=dict)
+    """Chain name -> block explorer base URL (``ChainConfig.explorer_url``), for links."""
+    kafka_bootstrap: str | None = None
+    """The worker's Kafka bootstrap servers (the default broker of the ``kafka`` sink)."""
+
+    @classmethod
+    def from_config(cls, config: ChainwatchConfig, kafka_bootstrap: str | None) -> SinkContext:
+        """Collect the chains' explorer URLs and the broker the worker uses."""
+        return cls(explorers={c.name: c.explorer_url for c in config.chains if c.explorer_url},
+                   kafka_bootstrap=kafka_bootstrap)
 
 
 class Secret:
@@ -84,6 +104,9 @@ class Sink(abc.ABC):
     type_name: str = ""
     """The ``type`` value in the YAML configuration that selects this class."""
 
+    alert_filter: AlertFilter = MATCH_ALL
+    """Severity/rule/case/chain lists from the sink's ``filters:`` (set by build_sinks)."""
+
     def __init__(self, name: str, *, min_severity: Severity = "info") -> None:
         if min_severity not in SEVERITY_ORDER:
             raise ValueError(f"unknown severity {min_severity!r}")
@@ -96,9 +119,14 @@ class Sink(abc.ABC):
         """Build the sink from its configuration; secrets come from ``environ``."""
 
     def accepts(self, alert: Alert) -> bool:
-        """Whether this sink wants ``alert``: its severity is at least ``min_severity``."""
+        """Whether this sink wants ``alert``: severity at least ``min_severity``, filters match."""
         rank = SEVERITY_ORDER.get(alert.severity)
-        return rank is not None and rank >= SEVERITY_ORDER[self.min_severity]
+        if rank is None or rank < SEVERITY_ORDER[self.min_severity]:
+            return False
+        return self.alert_filter.matches(alert)
+
+    def bind(self, context: SinkContext) -> None:  # noqa: B027 - optional hook
+        """Take what the sink needs from the rest of the configuration (explorers, broker)."""
 
     async def start(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Open connections or files; called once before the first delivery."""
@@ -164,8 +192,14 @@ def secret_from_env(config: SinkConfig, environ: Mapping[str, str]) -> Secret:
     return Secret(value.encode("utf-8"))
 
 
-def build_sinks(configs: list[SinkConfig], environ: Mapping[str, str]) -> list[Sink]:
-    """Build one sink per configuration entry, in order; ConfigError names what is wrong."""
+def build_sinks(configs: list[SinkConfig], environ: Mapping[str, str],
+                context: SinkContext | None = None) -> list[Sink]:
+    """Build one sink per configuration entry, in order; ConfigError names what is wrong.
+
+    Each sink gets its entry's filters and is bound to ``context`` (default: no explorer
+    links, no worker broker).
+    """
+    context = context if context is not None else SinkContext()
     sinks: list[Sink] = []
     for config in configs:
         cls = SINK_TYPES.get(config.type)
@@ -173,6 +207,9 @@ def build_sinks(configs: list[SinkConfig], environ: Mapping[str, str]) -> list[S
             known = ", ".join(sorted(SINK_TYPES)) or "(none)"
             raise ConfigError(f"sink {config.name!r}: unknown type {config.type!r}; "
                               f"known types: {known}")
-        sinks.append(cls.from_config(config, environ))
+        sink = cls.from_config(config, environ)
+        sink.alert_filter = AlertFilter.from_config(config.filters)
+        sink.bind(context)
+        sinks.append(sink)
     return sinks
 

@@ -1,7 +1,8 @@
 """Webhook sink: POST each alert as signed JSON, retrying transient failures with backoff.
 
 Each request carries ``Content-Type: application/json``, ``Idempotency-Key`` and
-``X-Chainwatch-Alert-Id`` (both the alert id, so a receiver can drop redeliveries),
+``X-Chainwatch-Alert-Id`` (the idempotency key is ``<alert id>:<revision>:<status>``: one per
+lifecycle event, so a receiver drops redeliveries but not a confirmation or a retraction),
 ``X-Chainwatch-Timestamp`` and ``X-Chainwatch-Signature`` (see :mod:`monitor.sinks.signing`).
 Connection errors, timeouts, 408, 429 and 5xx are retried up to ``max_attempts`` times with
 bounded exponential backoff and jitter, or after the ``Retry-After`` the receiver asked for
@@ -17,25 +18,31 @@ logs, ``repr`` or error messages.
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
-import ipaddress
 import logging
-import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Self
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from monitor.errors import ConfigError, SinkError
-from monitor.metrics import SINK_DELIVERIES, SINK_FAILURES, SINK_LATENCY
+from monitor.errors import ConfigError
+from monitor.lifecycle import delivery_key
 from monitor.records import Alert, Severity, encode
 from monitor.settings import SinkConfig
 from monitor.sinks.base import Secret, Sink, register_sink, secret_from_env
-from monitor.sinks.console import clean_text
+from monitor.sinks.retrying import (
+    DEFAULT_BACKOFF_INITIAL_SECONDS,
+    DEFAULT_BACKOFF_MAX_SECONDS,
+    DEFAULT_RETRY_AFTER_MAX_SECONDS,
+    Outcome,
+    RetryPolicy,
+    backoff_delay,
+    deliver_with_retries,
+    is_loopback,
+    parse_retry_after,
+    post_json,
+)
 from monitor.sinks.signing import (
     HEADER_ALERT_ID,
     HEADER_IDEMPOTENCY_KEY,
@@ -44,15 +51,11 @@ from monitor.sinks.signing import (
     sign,
 )
 
+__all__ = ["USER_AGENT", "WebhookSink", "backoff_delay", "parse_retry_after", "safe_url"]
+
 log = logging.getLogger(__name__)
 
 USER_AGENT = "chainwatch-webhook/1"
-DEFAULT_BACKOFF_INITIAL_SECONDS = 0.5
-DEFAULT_BACKOFF_MAX_SECONDS = 30.0
-DEFAULT_RETRY_AFTER_MAX_SECONDS = 60.0
-_DETAIL_BYTES = 256  # how much of an error response body is quoted in the SinkError
-
-_jitter = random.Random()  # noqa: S311 - jitter spreads retries; it guards no secret
 
 
 def safe_url(url: str) -> str:
@@ -67,72 +70,6 @@ def safe_url(url: str) -> str:
         port = None
     netloc = f"{host}:{port}" if port is not None else host
     return f"{parts.scheme}://{netloc}{parts.path}"
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta seconds or HTTP date), or None.
-
-    Negative results are clamped to 0; a malformed value gives None (fall back to backoff).
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    if text.isascii() and text.isdigit():
-        return float(int(text[:12]))
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:  # "-0000" dates: RFC 9110 dates are always GMT
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
-
-
-def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
-    """Delay after failed attempt ``attempt`` (1-based): capped exponential, equal jitter."""
-    ceiling = min(maximum, initial * 2.0 ** min(attempt - 1, 62))
-    return _jitter.uniform(ceiling / 2, ceiling)
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    """What one HTTP attempt came to."""
-
-    ok: bool
-    reason: str = ""
-    retryable: bool = False
-    status: int | None = None
-    retry_after: float | None = None
-    detail: str = ""
-
-
-def _classify(status: int) -> tuple[str, bool]:
-    """Failure reason label and whether to retry, for a non-2xx status."""
-    if status == 408:
-        return "timeout", True
-    if status == 429:
-        return "rate_limited", True
-    if 500 <= status <= 599:
-        return "server_error", True
-    if 300 <= status <= 399:
-        return "redirect", False
-    if 400 <= status <= 499:
-        return "rejected", False
-    return "unexpected_status", False
-
-
-def _is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @register_sink
@@ -162,8 +99,8 @@ class WebhookSink(Sink):
         self._secret = secret if isinstance(secret, Secret) else Secret(secret)
         if not self._secret.reveal():
             raise ValueError(f"webhook sink {name!r}: the secret is empty")
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+        self.policy = RetryPolicy(max_attempts, backoff_initial_seconds, backoff_max_seconds,
+                                  retry_after_max_seconds)
         if timeout_seconds <= 0:
             raise ValueError("timeout_seconds must be positive")
         self._url = url
@@ -201,7 +138,7 @@ class WebhookSink(Sink):
             headers={"User-Agent": USER_AGENT},
         )
         parts = urlsplit(self._url)
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
             log.warning("webhook sink %s posts alerts over plain http to %s: alert contents "
                         "travel unencrypted (the signature still protects integrity)",
                         self.name, self.safe_url)
@@ -217,74 +154,19 @@ class WebhookSink(Sink):
         """POST ``alert``; retry transient failures; raise SinkError when out of attempts."""
         session = await self._open_session()
         body = encode(alert)
-        started = time.monotonic()
-        outcome = _Outcome(ok=False)
-        attempt = 0
-        for attempt in range(1, self.max_attempts + 1):
-            outcome = await self._attempt(session, alert, body)
-            if outcome.ok:
-                SINK_DELIVERIES.labels(self.name).inc()
-                SINK_LATENCY.labels(self.name).observe(time.monotonic() - started)
-                if attempt > 1:
-                    log.info("webhook sink %s delivered alert %s on attempt %d",
-                             self.name, alert.id, attempt)
-                return
-            SINK_FAILURES.labels(self.name, outcome.reason).inc()
-            if not outcome.retryable or attempt == self.max_attempts:
-                break
-            if outcome.retry_after is not None:
-                delay = min(outcome.retry_after, self.retry_after_max_seconds)
-            else:
-                delay = backoff_delay(attempt, self.backoff_initial_seconds,
-                                      self.backoff_max_seconds)
-            log.warning("webhook sink %s: alert %s attempt %d/%d to %s failed (%s%s); "
-                        "retrying in %.2fs", self.name, alert.id, attempt, self.max_attempts,
-                        self.safe_url, outcome.reason,
-                        f", HTTP {outcome.status}" if outcome.status else "", delay)
-            await asyncio.sleep(delay)
-        what = "permanent failure" if not outcome.retryable else "gave up"
-        detail = f": {outcome.detail}" if outcome.detail else ""
-        raise SinkError(
-            f"webhook delivery {what} after {attempt} attempt(s): {outcome.reason}{detail}",
-            sink=self.name, alert=alert.id, url=self.safe_url, status=outcome.status,
-        )
+        await deliver_with_retries(lambda: self._attempt(session, alert, body), self.policy,
+                                   sink=self.name, alert_id=alert.id, kind="webhook",
+                                   where=self.safe_url)
 
     async def _attempt(self, session: aiohttp.ClientSession, alert: Alert,
-                       body: bytes) -> _Outcome:
+                       body: bytes) -> Outcome:
         timestamp = int(time.time())  # fresh per attempt: retries stay in the replay window
         headers = {
             "Content-Type": "application/json",
-            HEADER_IDEMPOTENCY_KEY: alert.id,
+            HEADER_IDEMPOTENCY_KEY: delivery_key(alert),
             HEADER_ALERT_ID: alert.id,
             HEADER_TIMESTAMP: str(timestamp),
             HEADER_SIGNATURE: sign(self._secret.reveal(), timestamp, body),
         }
-        try:
-            async with session.post(self._url, data=body, headers=headers,
-                                    allow_redirects=False) as response:
-                status = response.status
-                if 200 <= status <= 299:
-                    return _Outcome(ok=True, status=status)
-                reason, retryable = _classify(status)
-                retry_after = None
-                if retryable:
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                detail = f"HTTP {status}"
-                try:
-                    snippet = await response.content.read(_DETAIL_BYTES)
-                except (aiohttp.ClientError, TimeoutError):
-                    snippet = b""
-                if snippet:
-                    detail += " " + clean_text(snippet.decode("utf-8", "replace"), _DETAIL_BYTES)
-                return _Outcome(ok=False, reason=reason, retryable=retryable, status=status,
-                                retry_after=retry_after, detail=detail)
-        except TimeoutError:
-            return _Outcome(ok=False, reason="timeout", retryable=True,
-                            detail=f"no answer within {self.timeout_seconds:g}s")
-        except aiohttp.InvalidURL:
-            return _Outcome(ok=False, reason="invalid_url", retryable=False,
-                            detail="the configured URL is invalid")
-        except (aiohttp.ClientError, OSError) as exc:
-            # Only the exception type: some aiohttp messages embed the full URL (and its query).
-            return _Outcome(ok=False, reason="connection", retryable=True,
-                            detail=type(exc).__name__)
+        return await post_json(session, self._url, body, headers,
+                               timeout_seconds=self.timeout_seconds)

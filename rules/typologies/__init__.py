@@ -35,13 +35,15 @@ from rules.typologies import (
     mixer_withdrawal,
     pass_through,
     peel_chain,
+    sanctioned,
     structuring,
 )
 from rules.typologies.common import TypologyRule
 
 __all__ = ["TypologyRule", "balance_drain", "bridge_entry", "dormancy_reactivation",
            "exchange_deposit", "fan_in", "fan_out", "large_value", "mixer_deposit",
-           "mixer_withdrawal", "pass_through", "peel_chain", "required_horizon", "structuring"]
+           "mixer_withdrawal", "pass_through", "peel_chain", "required_horizon", "sanctioned",
+           "structuring"]
 
 
 def required_horizon(rules: Iterable[Rule]) -> int:

@@ -6,9 +6,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from monitor.errors import RuleError
-from monitor.records import Direction, Severity, Transfer, WatchEntry
+from monitor.records import Direction, Severity, TaintHop, TaintMark, Transfer, WatchEntry
 from rules.base import Finding, Rule
-from rules.state import RuleContext, Side, TaintHop, TaintMark, asset_key
+from rules.state import RuleContext, Side, asset_key
 
 DAY_SECONDS = 86_400
 """Seconds in a day of block time."""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from monitor.records import Transfer
+from monitor.records import TaintHop, TaintMark, Transfer
 from rules.base import Finding, ScreeningContext, register
-from rules.state import TaintHop, TaintMark, as_rule_context, asset_key, is_fresh
+from rules.state import as_rule_context, asset_key, is_fresh
 from rules.typologies.common import BPS, TypologyRule, finding, path_evidence, side_cases
 
 

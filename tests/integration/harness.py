@@ -33,6 +33,7 @@ class Pipeline:
     webhook_url: str | None = None
     webhook_secret: str = "whsec-test-secret"
     chain: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # more top-level config keys
     api_port: int = 0
     metrics_port: int = 0
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -50,7 +51,8 @@ class Pipeline:
                           "secret_env": WEBHOOK_SECRET_ENV, "max_attempts": 8})
         config = {"app_id": self.prefix.rstrip("."), "chains": [chain],
                   "kafka": {"bootstrap": self.bootstrap, "topic_prefix": self.prefix},
-                  "sinks": sinks, "api": {"host": "127.0.0.1", "port": self.api_port}}
+                  "sinks": sinks, "api": {"host": "127.0.0.1", "port": self.api_port},
+                  **self.extra}
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(config))
 

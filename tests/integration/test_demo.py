@@ -20,12 +20,14 @@ def test_demo_prints_alerts_and_metrics(tmp_path: Path) -> None:
     out = result.stdout
     assert result.returncode == 0, out + result.stderr[-5000:]
     alerts = [line for line in out.splitlines() if line.startswith("[HIGH] watched-address")]
-    assert len(alerts) == 5
-    assert any("kind=internal" in a and "trace=[0]" in a for a in alerts)
+    freeze = [line for line in out.splitlines() if line.startswith("[CRITICAL] exchange-deposit")]
+    assert len(alerts) == 7 and len(freeze) == 1, out
+    assert sum("kind=internal" in a for a in alerts) == 3  # the tainted splitter's payouts
     assert any("amount='2,500 tUSD'" in a for a in alerts)
+    assert "freeze request:" in out and "in 2 hops:" in out
     blocks = re.search(r'chainwatch_blocks_ingested_total\{chain="devnet"\} (\d+)', out)
     raised = re.search(r'chainwatch_alerts_raised_total\{rule="watched-address",'
                        r'severity="high"\} (\d+)', out)
     assert blocks and int(blocks.group(1)) > 0
-    assert raised and int(raised.group(1)) == 5
-    assert "all 5 expected alerts raised for case CASE-2026-001." in out
+    assert raised and int(raised.group(1)) == 7
+    assert "all 8 expected alerts raised for case CASE-2026-001." in out

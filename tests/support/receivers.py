@@ -198,7 +198,7 @@ class WebhookReceiver:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        alert_id = request.headers.get("Idempotency-Key")
+        alert_id = request.headers.get("X-Chainwatch-Alert-Id")
         if self.respond_after:
             await asyncio.sleep(self.respond_after)
         if not verify(self.secret, request.headers.get(HEADER_TIMESTAMP),

@@ -285,7 +285,7 @@ async def test_webhook_delivers_once_signed_with_idempotency_key(
     assert len(receiver.attempts) == 1
     headers = received.headers
     assert headers["Content-Type"] == "application/json"
-    assert headers["Idempotency-Key"] == alert.id
+    assert headers["Idempotency-Key"] == f"{alert.id}:0:{alert.status}"
     assert headers["X-Chainwatch-Alert-Id"] == alert.id
     assert abs(int(headers["X-Chainwatch-Timestamp"]) - time.time()) < 60
     assert headers["X-Chainwatch-Signature"].startswith("v1=")

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from monitor.records import Asset, Transfer, WatchEntry, native_transfer_id
-from rules.state import (
-    AddressActivity,
-    RuleContext,
-    TaintHop,
-    TaintMark,
-    update_activity,
-)
+from monitor.records import Asset, TaintHop, TaintMark, Transfer, WatchEntry, native_transfer_id
+from rules.state import AddressActivity, RuleContext, update_activity
 
 CHAIN = "devnet"
 T0 = 1_700_000_000

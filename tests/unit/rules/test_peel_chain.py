@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from monitor.errors import RuleError
-from rules.state import TaintMark
+from monitor.records import TaintMark
 from rules.typologies.common import EvidencedFinding
 from rules.typologies.peel_chain import PeelChain
 from tests.unit.rules.builders import (
