@@ -220,6 +220,21 @@ class DevnetDriver:
             )
         return receipt
 
+    def sign_native(self, frm: str, to: str, wei: int, nonce: int) -> str:
+        """A signed raw ether transfer from a wallet of :meth:`new_wallet` (not sent).
+
+        Reorg tests put the very same transaction back into the chain with ``anvil_reorg``.
+        """
+        account = self._accounts.get(_lower(frm))
+        if account is None:
+            raise ValueError(f"{frm} is not a wallet of this driver: use new_wallet()")
+        base_fee = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
+        tx: dict[str, Any] = {
+            "to": to_checksum_address(to), "value": wei, "gas": 21_000, "nonce": nonce,
+            "chainId": self.chain_id, "maxFeePerGas": 4 * base_fee + PRIORITY_FEE_WEI,
+            "maxPriorityFeePerGas": PRIORITY_FEE_WEI, "type": 2}
+        return _hex(account.sign_transaction(tx).raw_transaction)
+
     def send_native(self, frm: str, to: str, wei: int) -> SentTransfer:
         """Send ``wei`` of ether from ``frm`` to ``to`` as a plain transaction."""
         receipt = self.transact(frm, to, value=wei)
