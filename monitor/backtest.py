@@ -233,7 +233,9 @@ async def screen_for_backtest(block: Block, watchlist: Watchlist, screener: Scre
 
     known = {}
     relevant = screener.relevant_addresses(block, watchlist)
-    unknown = sorted(a for a in relevant if f"{block.chain}:{a}" not in activity)
+    contracts_matter = screener.taint is not None and screener.taint.stop_at_contracts
+    unknown = sorted(a for a in relevant
+                     if contracts_matter or f"{block.chain}:{a}" not in activity)
     if unknown and facts is not None:
         known = await facts.before_block(unknown, block.number)
     outcome = screener.screen(block, watchlist, ChainPolicy(confirmations=confirmations),

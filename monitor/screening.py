@@ -8,16 +8,23 @@ same activity and the same new taint entries, so replays are deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from connectors.evm.facts import AddressFact
 from monitor.lists import ListHit, ListIndex
-from monitor.records import Alert, Block, TaintMark, Transfer, WatchEntry, alert_id
+from monitor.records import Alert, Approval, Block, TaintMark, Transfer, WatchEntry, alert_id
 from monitor.taint import TaintPolicy, count_per_origin, propagate
 from monitor.watchlist import Watchlist
 from rules.base import Finding, Rule
-from rules.state import AddressActivity, RuleContext, Side, rewind_block, update_activity
+from rules.state import (
+    AddressActivity,
+    RuleContext,
+    Side,
+    record_approval,
+    rewind_block,
+    update_activity,
+)
 
 _NO_HITS: tuple[ListHit, ...] = ()
 
@@ -89,6 +96,37 @@ def build_alert(transfer: Transfer, finding: Finding, block: Block, policy: Chai
     )
 
 
+def build_approval_alert(approval: Approval, finding: Finding, block: Block,
+                         policy: ChainPolicy, detected_at: float) -> Alert:
+    """Build the alert for a finding about an approval: owner as ``from``, spender as ``to``."""
+    depth = max(0, block.head - block.number) if block.head else 0
+    confirmed = policy.confirmations > 0 and depth >= policy.confirmations
+    return Alert(
+        id=alert_id(finding.rule, approval.id, finding.watch.case_id),
+        rule=finding.rule,
+        severity=finding.severity,
+        status="confirmed" if confirmed else "provisional",
+        chain=approval.chain,
+        block_number=approval.block_number,
+        block_hash=approval.block_hash,
+        block_time=approval.block_time,
+        tx_hash=approval.tx_hash,
+        transfer_id=approval.id,
+        transfer_kind="approval",
+        from_address=approval.owner,
+        to_address=approval.spender,
+        asset=approval.token,
+        amount=str(approval.amount),
+        direction=finding.direction,
+        watch=finding.watch,
+        confirmations=depth,
+        detected_at=detected_at,
+        title=finding.title,
+        log_index=approval.log_index,
+        evidence=dict(finding.evidence),
+    )
+
+
 class _Overlay:
     """The replica plus the taint entries created earlier in the same block."""
 
@@ -130,6 +168,9 @@ class Screener:
                 relevant.add(t.to_address)
             if sender and self.taint is not None:
                 tainted.add(t.to_address)
+        for a in block.approvals:  # owners whose known spenders approval rules read
+            if a.owner in tainted or watchlist.lookup(a.chain, a.owner):
+                relevant.add(a.owner)
         return relevant
 
     def _hits(self, address: str, at: int) -> Sequence[ListHit]:
@@ -193,14 +234,18 @@ class Screener:
             if self.taint is not None and from_entries:
                 fact = known_facts.get(transfer.from_address)
                 balance = fact.balance if fact and transfer.asset.kind == "native" else None
+                to_fact = known_facts.get(transfer.to_address)
                 for entry in propagate(transfer, from_entries, to_entries, to_labels,
-                                       self.taint, counts, balance):
+                                       self.taint, counts, balance,
+                                       bool(to_fact and to_fact.has_code)):
                     overlay.add(entry)
                     outcome.new_entries.append(entry)
                     assert entry.taint is not None
                     k = (entry.taint.case_id, entry.taint.origin)
                     counts[k] = counts.get(k, 0) + 1
         self._screen_interactions(block, overlay, policy, detected_at, outcome, seen)
+        self._screen_approvals(block, overlay, policy, detected_at, outcome, seen, state_of,
+                               current)
         outcome.activity = {k: v for k, v in current.items() if v is not None}
         return outcome
 
@@ -228,6 +273,39 @@ class Screener:
                     if scoped.admits(finding) and alert.id not in seen:
                         seen.add(alert.id)
                         outcome.alerts.append(alert)
+
+    def _screen_approvals(self, block: Block, overlay: _Overlay, policy: ChainPolicy,
+                          detected_at: float, outcome: BlockOutcome, seen: set[str],
+                          state_of: Callable[[str, str], AddressActivity | None],
+                          current: dict[str, AddressActivity | None]) -> None:
+        """ERC-20 approvals of watched or tainted owners: approval rules, then owner state."""
+        rules = [s for s in self.rules if s.rule.screens_approvals]
+        if not rules:
+            return
+        for approval in block.approvals:
+            chain, owner, spender = approval.chain, approval.owner, approval.spender
+            owner_entries = overlay.lookup(chain, owner)
+            if not owner_entries:
+                continue
+            owner_hits = self._hits(owner, approval.block_time)
+            spender_hits = self._hits(spender, approval.block_time)
+            spender_entries = overlay.lookup(chain, spender)
+            before = state_of(chain, owner)
+            context = RuleContext(
+                owner_entries, spender_entries,
+                extra={"out_hits": owner_hits, "in_hits": spender_hits},
+                from_activity=before,
+                from_labels=frozenset(h.category for h in owner_hits),
+                to_labels=frozenset(h.category for h in spender_hits),
+                from_taint=_marks(owner_entries), to_taint=_marks(spender_entries))
+            for scoped in rules:
+                for finding in scoped.rule.evaluate_approval(approval, context):
+                    alert = build_approval_alert(approval, finding, block, policy, detected_at)
+                    if scoped.admits(finding) and alert.id not in seen:
+                        seen.add(alert.id)
+                        outcome.alerts.append(alert)
+            current[activity_key(chain, owner)] = record_approval(before, approval,
+                                                                  self.max_movements)
 
 
 def _marks(entries: Iterable[WatchEntry]) -> tuple[TaintMark, ...]:

@@ -231,6 +231,9 @@ class TaintConfig(_Strict):
     model: Literal["poison", "haircut"] = "poison"
     stop_categories: list[str] = Field(default_factory=lambda: [
         "exchange", "exchange-deposit", "bridge", "mixer"])
+    # Do not taint contracts (code at the block before): routers, pools and other busy
+    # contracts would otherwise spread taint to everyone who trades through them.
+    stop_at_contracts: bool = False
 
 
 class WatchlistFile(_Strict):

@@ -8,7 +8,9 @@ once, and the next movement of those funds is seen like any watched movement.
 
 Bounds: a maximum number of hops, a minimum amount per asset, a cap on tainted addresses per
 origin, and a stop at services (exchanges, bridges, mixers: their labelled categories), where
-the service's own rule raises the alert instead (exchange deposit = freeze-request trigger).
+the service's own rule raises the alert instead (exchange deposit = freeze-request trigger),
+and optionally at every contract (``stop_at_contracts``: routers, pools and other busy
+contracts would spread taint to everyone trading through them).
 
 Taint models: ``poison`` taints the whole transfer; ``haircut`` taints the share of the
 transfer equal to the share of tainted funds in the sender's balance before it (needs the
@@ -41,6 +43,7 @@ class TaintPolicy:
     model: str = "poison"
     stop_categories: frozenset[str] = frozenset({"exchange", "exchange-deposit", "bridge",
                                                   "mixer"})
+    stop_at_contracts: bool = False
 
     @classmethod
     def from_config(cls, config: TaintConfig) -> TaintPolicy:
@@ -48,7 +51,8 @@ class TaintPolicy:
         return cls(max_hops=config.max_hops, min_amounts=dict(config.min_amounts),
                    default_min_amount=config.default_min_amount,
                    max_addresses_per_origin=config.max_addresses_per_origin,
-                   model=config.model, stop_categories=frozenset(config.stop_categories))
+                   model=config.model, stop_categories=frozenset(config.stop_categories),
+                   stop_at_contracts=config.stop_at_contracts)
 
     def min_amount(self, key: str) -> int:
         """Smallest transfer (base units) of asset ``key`` that spreads taint."""
@@ -77,11 +81,13 @@ def tainted_amount(transfer: Transfer, mark: TaintMark, model: str,
 def propagate(transfer: Transfer, sender_entries: Sequence[WatchEntry],
               recipient_entries: Sequence[WatchEntry], recipient_labels: Iterable[str],
               policy: TaintPolicy, tainted_per_origin: Mapping[tuple[str, str], int],
-              sender_balance: int | None = None) -> list[WatchEntry]:
+              sender_balance: int | None = None,
+              recipient_is_contract: bool = False) -> list[WatchEntry]:
     """New watch entries for the recipient of ``transfer``, one per case that taints it.
 
     ``sender_balance`` is the sender's balance of the transferred asset before the transfer
-    (for the haircut model), when known.
+    (for the haircut model), when known; ``recipient_is_contract`` whether the node showed
+    code at the recipient (for ``stop_at_contracts``).
     """
     key = asset_key(transfer.asset)
     if transfer.amount < policy.min_amount(key) or transfer.amount <= 0:
@@ -89,6 +95,8 @@ def propagate(transfer: Transfer, sender_entries: Sequence[WatchEntry],
     if transfer.from_address == transfer.to_address:
         return []
     if policy.stop_categories.intersection(recipient_labels):
+        return []
+    if policy.stop_at_contracts and recipient_is_contract:
         return []
     covered = {e.case_id for e in recipient_entries}
     new: list[WatchEntry] = []

@@ -95,7 +95,9 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
         relevant = screener.relevant_addresses(block, runtime.replica)
         activity = stored_activity(block, relevant) if relevant else {}
         facts = {}
-        unknown = [a for a in relevant if activity_key(block.chain, a) not in activity]
+        contracts_matter = screener.taint is not None and screener.taint.stop_at_contracts
+        unknown = [a for a in relevant
+                   if contracts_matter or activity_key(block.chain, a) not in activity]
         if unknown:
             oracle = runtime.address_facts(block.chain)
             if oracle is not None:

@@ -192,3 +192,15 @@ def test_zero_value_calls_are_screened_for_sanctions_only(tmp_path: Path) -> Non
     out = s.screen(b, watchlist(), ChainPolicy(1), 0.0)
     assert [a.rule for a in out.alerts] == ["sanctioned-counterparty"]
     assert out.new_entries == [] and out.activity == {}
+
+
+def test_stop_at_contracts_keeps_taint_out_of_contracts() -> None:
+    from connectors.evm.facts import AddressFact
+
+    b = block(tx(1, SEIZED, HOP1, 10**18), tx(2, SEIZED, HOP2, 10**18))
+    facts = {HOP1: AddressFact(HOP1, 9, 1, 0, True), HOP2: AddressFact(HOP2, 9, 0, 0, False)}
+    out = screener(taint=TaintPolicy(stop_at_contracts=True)).screen(
+        b, watchlist(), ChainPolicy(1), 0.0, facts=facts)
+    assert [e.address for e in out.new_entries] == [HOP2]
+    out = screener(taint=TaintPolicy()).screen(b, watchlist(), ChainPolicy(1), 0.0, facts=facts)
+    assert [e.address for e in out.new_entries] == [HOP1, HOP2]
