@@ -168,6 +168,6 @@ def register(app: faust.App, runtime: WorkerRuntime) -> None:
                 limit = min(1000, max(1, int(request.query.get("limit", "100"))))
             except ValueError:
                 return self.json({"error": "limit must be an integer"}, status=400)
-            alerts = list(runtime.recent_alerts)[-limit:][::-1]
+            alerts = list(runtime.recent_alerts.values())[-limit:][::-1]
             return self.json({"alerts": [msgspec.to_builtins(a) for a in alerts]})
 

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import msgspec
 
 TransferKind = Literal["native", "erc20", "internal"]
+AlertKind = Literal["native", "erc20", "internal", "approval"]
+"""What an alert is about: a transfer of one of the ``TransferKind`` kinds, or an approval."""
 AssetKind = Literal["native", "erc20"]
 BlockEventKind = Literal["block", "revert"]
 Direction = Literal["in", "out", "self"]
@@ -22,6 +24,8 @@ AlertStatus = Literal["provisional", "confirmed", "retracted"]
 Severity = Literal["info", "low", "medium", "high", "critical"]
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+UNLIMITED_ALLOWANCE = 2**256 - 1
+"""The allowance wallets and dapps use for "unlimited" (``type(uint256).max``)."""
 _ADDRESS = re.compile(r"0[xX][0-9a-fA-F]{40}")
 
 
@@ -53,6 +57,28 @@ class Transfer(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
     trace_address: tuple[int, ...] | None = None
 
 
+class Approval(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
+    """An ERC-20 ``Approval`` log (``approve`` or EIP-2612 ``permit``): owner lets spender pull."""
+
+    id: str
+    chain: str
+    block_number: int
+    block_hash: str
+    block_time: int  # unix seconds, from the block header
+    tx_hash: str
+    tx_index: int
+    log_index: int
+    owner: str
+    spender: str
+    token: Asset  # kind erc20
+    amount: int  # allowance in base units; UNLIMITED_ALLOWANCE means "no limit"
+
+    @property
+    def unlimited(self) -> bool:
+        """Whether the allowance is the conventional "infinite" ``2**256 - 1``."""
+        return self.amount == UNLIMITED_ALLOWANCE
+
+
 class Block(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
     """One message on ``blocks.<chain>``: a canonical block with its transfers, or a revert.
 
@@ -71,6 +97,8 @@ class Block(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
     # Successful zero-value transactions (amount 0): no funds move, so amount-based rules never
     # see them, but rules about counterparties (sanctions) do.
     interactions: tuple[Transfer, ...] = ()
+    # ERC-20 ``Approval`` logs of successful transactions, in log order.
+    approvals: tuple[Approval, ...] = ()
 
 
 class TaintHop(msgspec.Struct, frozen=True, array_like=True):
@@ -121,7 +149,11 @@ class WatchEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Alert(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
-    """A finding about one transfer, with the on-chain facts needed to verify it."""
+    """A finding about one transfer (or approval), with the on-chain facts needed to verify it.
+
+    For an approval (``transfer_kind == "approval"``): ``from`` is the owner, ``to`` the
+    spender, ``asset`` the token and ``amount`` the allowance.
+    """
 
     id: str
     rule: str
@@ -132,8 +164,8 @@ class Alert(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
     block_hash: str
     block_time: int
     tx_hash: str
-    transfer_id: str
-    transfer_kind: TransferKind
+    transfer_id: str  # for an approval alert: the approval's id
+    transfer_kind: AlertKind
     from_address: str = msgspec.field(name="from")
     to_address: str = msgspec.field(name="to")
     asset: Asset
@@ -179,6 +211,11 @@ def native_transfer_id(chain: str, tx_hash: str) -> str:
 def log_transfer_id(chain: str, tx_hash: str, log_index: int) -> str:
     """Id of a token transfer log (log index is unique within the block)."""
     return f"{chain}:{tx_hash}:log:{log_index}"
+
+
+def log_approval_id(chain: str, tx_hash: str, log_index: int) -> str:
+    """Id of an ERC-20 ``Approval`` log (log index is unique within the block)."""
+    return f"{chain}:{tx_hash}:approval:{log_index}"
 
 
 def trace_transfer_id(chain: str, tx_hash: str, trace_address: tuple[int, ...]) -> str:

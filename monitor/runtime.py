@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import mode
@@ -39,7 +39,9 @@ class WorkerRuntime:
     lifecycle: dict[str, LifecyclePolicy]
     replica: WatchlistReplica
     writer: WatchlistWriter
-    recent_alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=1000))
+    # Latest event per alert id, oldest first (a lifecycle sends several events per id).
+    recent_alerts: OrderedDict[str, Alert] = field(default_factory=OrderedDict)
+    recent_limit: int = 1000
     _facts: dict[str, AddressFacts] = field(default_factory=dict)
 
     def address_facts(self, chain: str) -> AddressFacts | None:
@@ -65,7 +67,14 @@ class WorkerRuntime:
     def remember(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """Keep an alert read from the alerts topic for the API's recent-alerts view."""
         if record.value is not None:
-            self.recent_alerts.append(ALERT_DECODER.decode(record.value))
+            alert = ALERT_DECODER.decode(record.value)
+            known = self.recent_alerts.get(alert.id)
+            if known is not None and known.revision > alert.revision:
+                return  # an older event read late: keep the newer state
+            self.recent_alerts.pop(alert.id, None)
+            self.recent_alerts[alert.id] = alert
+            while len(self.recent_alerts) > self.recent_limit:
+                self.recent_alerts.popitem(last=False)
 
 
 class RuntimeService(mode.Service):

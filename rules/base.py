@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from monitor.errors import RuleError
-from monitor.records import Direction, Severity, Transfer, WatchEntry
+from monitor.records import Approval, Direction, Severity, Transfer, WatchEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +62,8 @@ class Rule:
     params_schema: ClassVar[Mapping[str, type]] = {}
     # Also evaluated on zero-value calls (``Block.interactions``), e.g. sanctions screening.
     screens_interactions: ClassVar[bool] = False
+    # Also evaluated on ERC-20 approvals (``Block.approvals``) through :meth:`evaluate_approval`.
+    screens_approvals: ClassVar[bool] = False
 
     def __init__(self, severity: Severity | None = None, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.params_schema))
@@ -79,6 +81,10 @@ class Rule:
     def evaluate(self, transfer: Transfer, context: ScreeningContext) -> list[Finding]:
         """Return the findings for ``transfer``; must be pure and deterministic."""
         raise NotImplementedError
+
+    def evaluate_approval(self, approval: Approval, context: ScreeningContext) -> list[Finding]:
+        """Return the findings for an approval (owner as ``from``, spender as ``to``); pure."""
+        return []
 
 
 RULES: dict[str, type[Rule]] = {}

@@ -28,7 +28,7 @@ from typing import Literal
 
 import msgspec
 
-from monitor.records import Asset, TaintMark, Transfer, WatchEntry
+from monitor.records import Approval, Asset, TaintMark, Transfer, WatchEntry
 from rules.base import ScreeningContext
 
 Side = Literal["in", "out"]
@@ -61,6 +61,13 @@ class Movement(msgspec.Struct, frozen=True, kw_only=True):
     amount: int  # base units; never a float
 
 
+class ApprovedSpender(msgspec.Struct, frozen=True, array_like=True):
+    """A spender an owner has approved; encodes as ``[spender, block_number]``."""
+
+    spender: str  # lower-case 0x hex
+    block_number: int  # block of the first approval observed (what a rewind undoes)
+
+
 class AddressActivity(msgspec.Struct, frozen=True, kw_only=True):
     """What chainwatch has observed about one address, bounded in time and in size.
 
@@ -80,6 +87,13 @@ class AddressActivity(msgspec.Struct, frozen=True, kw_only=True):
     last_block: int | None = None  # highest block number applied
     active_before: int | None = None  # last_active before the first transfer of last_block
     out_before: int | None = None  # last_out before the first transfer of last_block
+    # Spenders this address has approved (ERC-20 ``Approval``), least recently approved first,
+    # at most ``max_spenders`` (see :func:`record_approval`).
+    spenders: tuple[ApprovedSpender, ...] = ()
+
+    def has_approved(self, spender: str) -> bool:
+        """Whether an approval of ``spender`` by this address has been observed (and retained)."""
+        return any(s.spender == spender for s in self.spenders)
 
     def known_balance(self, key: str) -> int:
         """Observed balance of an asset, floored at zero (unknown history counts as nothing)."""
@@ -173,7 +187,36 @@ def update_activity(activity: AddressActivity | None, transfer: Transfer, side: 
     return AddressActivity(first_seen=first_seen, last_active=latest, last_out=last_out,
                            inflows=inflows, outflows=outflows, balances=balances,
                            last_block=last_block, active_before=active_before,
-                           out_before=out_before)
+                           out_before=out_before, spenders=current.spenders)
+
+
+def record_approval(activity: AddressActivity | None, approval: Approval,
+                    max_spenders: int) -> AddressActivity:
+    """Return the owner's activity after ``approval``: its spender is known from now on.
+
+    Pure and idempotent: re-approving a known spender only moves it to the most recent end
+    (keeping the block of its first approval), so a redelivery changes nothing. At most
+    ``max_spenders`` are kept; the least recently approved go first (approving one of those
+    again counts as new). A zero allowance (a revocation) records nothing. Transfers' times
+    and movements are untouched: an approval moves no value. ``last_block`` advances like a
+    transfer's would, so :func:`rewind_block` can undo the approvals of a redelivered block.
+    """
+    if max_spenders < 1:
+        raise ValueError(f"need max_spenders >= 1, got {max_spenders}")
+    current = activity if activity is not None else AddressActivity()
+    spenders = current.spenders
+    if approval.amount == 0 or (spenders and spenders[-1].spender == approval.spender):
+        return current
+    known = next((s for s in spenders if s.spender == approval.spender), None)
+    entry = known or ApprovedSpender(approval.spender, approval.block_number)
+    kept = (*(s for s in spenders if s.spender != approval.spender), entry)[-max_spenders:]
+    last_block, active_before, out_before = (current.last_block, current.active_before,
+                                             current.out_before)
+    if last_block is None or approval.block_number > last_block:
+        last_block, active_before, out_before = (approval.block_number, current.last_active,
+                                                 current.last_out)
+    return msgspec.structs.replace(current, spenders=kept, last_block=last_block,
+                                   active_before=active_before, out_before=out_before)
 
 
 def rewind_block(activity: AddressActivity | None, block_number: int) -> AddressActivity | None:
@@ -202,10 +245,13 @@ def rewind_block(activity: AddressActivity | None, block_number: int) -> Address
     else:
         last_active = max((m.block_time for m in (*inflows, *outflows)), default=None)
         last_out = max((m.block_time for m in outflows), default=None)
-    last_block = max((m.block_number for m in (*inflows, *outflows)), default=None)
+    spenders = tuple(s for s in activity.spenders if s.block_number < block_number)
+    last_block = max((*(m.block_number for m in (*inflows, *outflows)),
+                      *(s.block_number for s in spenders)), default=None)
     return AddressActivity(first_seen=activity.first_seen if last_active is not None else None,
                            last_active=last_active, last_out=last_out, inflows=inflows,
-                           outflows=outflows, balances=balances, last_block=last_block)
+                           outflows=outflows, balances=balances, last_block=last_block,
+                           spenders=spenders)
 
 
 ACTIVITY_DECODER = msgspec.json.Decoder(AddressActivity)

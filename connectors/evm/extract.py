@@ -17,6 +17,7 @@ from monitor.settings import ChainConfig
 log = logging.getLogger(__name__)
 
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
+_TOKEN_TOPICS = frozenset({TRANSFER_TOPIC, mapping.APPROVAL_TOPIC})  # logs whose token we name
 SYMBOL_SELECTOR = "0x95d89b41"
 DECIMALS_SELECTOR = "0x313ce567"
 MAX_SYMBOL_CHARS = 64
@@ -99,7 +100,7 @@ class TokenCache:
 
 
 def token_addresses(receipts: Sequence[Sequence[dict[str, Any]]]) -> list[str]:
-    """Contracts that emitted an ERC-20 ``Transfer`` (3 topics) in these receipts, in order."""
+    """Contracts that emitted an ERC-20 ``Transfer`` or ``Approval`` (3 topics), in order."""
     seen: dict[str, None] = {}
     for block_receipts in receipts:
         for receipt in block_receipts:
@@ -107,7 +108,7 @@ def token_addresses(receipts: Sequence[Sequence[dict[str, Any]]]) -> list[str]:
                 topics: Sequence[Any] = entry.get("topics") or []
                 address = entry.get("address")
                 if (len(topics) == 3 and isinstance(topics[0], str)
-                        and topics[0].lower() == TRANSFER_TOPIC and isinstance(address, str)):
+                        and topics[0].lower() in _TOKEN_TOPICS and isinstance(address, str)):
                     seen[address.lower()] = None
     return list(seen)
 

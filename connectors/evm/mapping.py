@@ -36,6 +36,14 @@ ERC-20
     lengths) as the value; it drops empty data and data over 32 bytes, as we do. We agree with it
     on every log with three topics and 32 bytes of data.
 
+ERC-20 approvals
+    A log whose ``topics[0]`` is ``keccak("Approval(address,address,uint256)")`` with the same
+    shape as a fungible transfer (three topics, 32 bytes of data) becomes an
+    :class:`~monitor.records.Approval` in ``Block.approvals``: owner and spender from topics 1
+    and 2, the allowance from the data (``2**256 - 1`` is "unlimited"). EIP-2612 ``permit`` emits
+    the same event. ERC-721 ``Approval`` (four topics: the token id is indexed) and other shapes
+    are skipped, as are removed logs and logs of failed transactions.
+
 Internal (traces)
     Value moved by a frame below the top level (the top-level value is the native transfer):
     parity ``call`` with ``callType == "call"``, ``create`` (``create2`` too) paying
@@ -79,15 +87,18 @@ from typing import Any, Literal
 
 from monitor.errors import RpcResponseError
 from monitor.records import (
+    Approval,
     Asset,
     Block,
     Transfer,
+    log_approval_id,
     log_transfer_id,
     native_transfer_id,
     trace_transfer_id,
 )
 
 __all__ = [
+    "APPROVAL_TOPIC",
     "NATIVE_ETH",
     "TRANSFER_TOPIC",
     "TraceFormat",
@@ -101,6 +112,10 @@ TraceFormat = Literal["parity", "geth"]
 
 #: ``keccak("Transfer(address,address,uint256)")``: shared by ERC-20 and ERC-721.
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
+
+#: ``keccak("Approval(address,address,uint256)")``: shared by ERC-20 (incl. EIP-2612 permit)
+#: and ERC-721.
+APPROVAL_TOPIC = "0x8c5be1e5ebec7d5bd14f71427d1e84f3dd0314c0f7b2291e5b200ac8c7c3b925"
 
 #: The default native asset (Ethereum mainnet).
 NATIVE_ETH = Asset(kind="native", symbol="ETH", decimals=18)
@@ -204,7 +219,7 @@ def map_block(
     native: Asset = NATIVE_ETH,
     head: int = 0,
 ) -> Block:
-    """Decode one block's native, ERC-20 and internal transfers (rules: module docstring).
+    """Decode one block's native, ERC-20 and internal transfers and ERC-20 approvals.
 
     ``trace_format`` None means: detect it from the first trace (``traceAddress`` -> parity,
     ``result`` -> geth). Without ``traces`` no internal transfers are produced. ``tokens`` maps
@@ -266,6 +281,7 @@ def _map_block(
     natives: list[Transfer | None] = []
     calls: dict[int, Transfer] = {}
     erc20s: list[list[Transfer] | None] = []
+    approvals: dict[int, list[Approval]] = {}  # position -> approvals, in log order
     receipt_by_hash: dict[str, Mapping[str, Any]] | None = None
     known_tokens: Mapping[str, Asset] = tokens if tokens is not None else {}
     token_cache: dict[str, Asset] = {}  # log address as sent -> asset
@@ -360,7 +376,7 @@ def _map_block(
                     tx_index=tx_index, kind="native", from_address=_addr(tx["from"], "from"),
                     to_address=_addr(to, "to"), asset=native, amount=0)
 
-        # ERC-20 Transfer logs.
+        # ERC-20 Transfer and Approval logs.
         logs = receipt["logs"]
         if type(logs) not in _SEQUENCES:
             raise _bad("logs", logs, "a list")
@@ -373,9 +389,19 @@ def _map_block(
                 if len(topics) != 3:
                     continue  # 4 topics: ERC-721; 1-2 topics: non-indexed, ambiguous
                 topic0 = topics[0]
-                if topic0 != TRANSFER_TOPIC and (
-                    type(topic0) is not str or topic0.lower() != TRANSFER_TOPIC
-                ):
+                if topic0 == TRANSFER_TOPIC:
+                    is_transfer = True
+                elif topic0 == APPROVAL_TOPIC:
+                    is_transfer = False
+                elif type(topic0) is str:
+                    topic0 = topic0.lower()
+                    if topic0 == TRANSFER_TOPIC:
+                        is_transfer = True
+                    elif topic0 == APPROVAL_TOPIC:
+                        is_transfer = False
+                    else:
+                        continue
+                else:
                     continue
                 removed = log.get("removed")
                 if removed is not None and removed is not False:
@@ -405,6 +431,27 @@ def _map_block(
                 if type(raw_index) is not str or not _QUANTITY(raw_index):
                     raise _bad("log.logIndex", raw_index, "a hex quantity")
                 log_index = int(raw_index, 16)
+                if not is_transfer:
+                    approval = Approval(
+                        id=log_approval_id(chain, tx_hash, log_index),
+                        chain=chain,
+                        block_number=number,
+                        block_hash=block_hash,
+                        block_time=timestamp,
+                        tx_hash=tx_hash,
+                        tx_index=tx_index,
+                        log_index=log_index,
+                        owner="0x" + from_topic[26:].lower(),
+                        spender="0x" + to_topic[26:].lower(),
+                        token=asset,
+                        amount=int(data, 16),
+                    )
+                    found_approvals = approvals.get(position)
+                    if found_approvals is None:
+                        approvals[position] = [approval]
+                    else:
+                        found_approvals.append(approval)
+                    continue
                 transfer = Transfer(
                     id=log_transfer_id(chain, tx_hash, log_index),
                     chain=chain,
@@ -447,9 +494,13 @@ def _map_block(
 
     out: list[Transfer] = []
     interactions: list[Transfer] = []
+    approved: list[Approval] = []
     for position in range(n_txs):
         if tx_status[position] is False or position in top_failed:
             continue
+        tx_approvals = approvals.get(position)
+        if tx_approvals:
+            approved.extend(tx_approvals)
         call = calls.get(position)
         if call is not None:
             interactions.append(call)
@@ -490,6 +541,7 @@ def _map_block(
         head=head,
         transfers=tuple(out),
         interactions=tuple(interactions),
+        approvals=tuple(approved),
     )
 
 

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 
 from rules.base import Rule
 from rules.typologies import (
+    approval,
     balance_drain,
     bridge_entry,
     dormancy_reactivation,
@@ -40,7 +41,7 @@ from rules.typologies import (
 )
 from rules.typologies.common import TypologyRule
 
-__all__ = ["TypologyRule", "balance_drain", "bridge_entry", "dormancy_reactivation",
+__all__ = ["TypologyRule", "approval", "balance_drain", "bridge_entry", "dormancy_reactivation",
            "exchange_deposit", "fan_in", "fan_out", "large_value", "mixer_deposit",
            "mixer_withdrawal", "pass_through", "peel_chain", "required_horizon", "sanctioned",
            "structuring"]

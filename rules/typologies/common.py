@@ -86,9 +86,13 @@ def address_of(transfer: Transfer, side: Side) -> str:
 
 def taint_entry(transfer: Transfer, side: Side, mark: TaintMark) -> WatchEntry:
     """The watch entry a finding about a tainted (not watched) address is reported under."""
-    return WatchEntry(chain=transfer.chain, address=address_of(transfer, side),
-                      case_id=mark.case_id, category="tainted", source="taint",
-                      label=f"hop {mark.hop} from {mark.origin}")
+    return tainted_entry(transfer.chain, address_of(transfer, side), mark)
+
+
+def tainted_entry(chain: str, address: str, mark: TaintMark) -> WatchEntry:
+    """The watch entry of a tainted (not watched) address, for the case of ``mark``."""
+    return WatchEntry(chain=chain, address=address, case_id=mark.case_id, category="tainted",
+                      source="taint", label=f"hop {mark.hop} from {mark.origin}")
 
 
 def side_cases(transfer: Transfer, context: RuleContext, side: Side,
