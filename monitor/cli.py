@@ -403,5 +403,19 @@ def devnet_cmd(port: int, block_time: float | None) -> None:
         node.stop()
 
 
+@cli.command("bench")
+@click.option("--quick", is_flag=True, help="Tiny sizes (about a minute), no targets judged.")
+@click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write every figure as JSON to this file.")
+@click.pass_obj
+def bench_cmd(obj: Context, quick: bool, json_out: Path | None) -> None:
+    """Benchmark ingest, screening, latency and memory against same-run baselines."""
+    from monitor.bench.runner import run_bench
+    from monitor.devservices.kafka import default_cache_dir
+
+    run_bench(quick=quick, state_dir=obj.env.state_dir / "bench", cache_dir=default_cache_dir(),
+              bootstrap=obj.env.kafka_bootstrap, json_out=json_out)
+
+
 if __name__ == "__main__":
     main()

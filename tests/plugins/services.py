@@ -26,7 +26,7 @@ KafkaFactory = Callable[..., LocalKafka]
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     """Return the session's Kafka broker, started once and stopped at the end."""
     broker = LocalKafka(tmp_path_factory.mktemp("kafka"))
-    broker.start()
+    broker.start(timeout=180.0)  # generous: a loaded 2-core machine starts a JVM slowly
     _startup_seconds["kafka (session broker)"] = broker.startup_seconds or 0.0
     try:
         yield broker
@@ -48,7 +48,7 @@ def kafka_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaFac
     def make(state_dir: Path | None = None, **kwargs: Any) -> LocalKafka:
         broker = LocalKafka(state_dir or tmp_path_factory.mktemp("kafka-private"), **kwargs)
         started.append(broker)
-        broker.start()
+        broker.start(timeout=180.0)  # generous: a loaded 2-core machine starts a JVM slowly
         return broker
 
     try:
