@@ -13,7 +13,17 @@ from dataclasses import dataclass, field
 
 from connectors.evm.facts import AddressFact
 from monitor.lists import ListHit, ListIndex
-from monitor.records import Alert, Approval, Block, TaintMark, Transfer, WatchEntry, alert_id
+from monitor.records import (
+    Alert,
+    AlertKind,
+    Approval,
+    Asset,
+    Block,
+    TaintMark,
+    Transfer,
+    WatchEntry,
+    alert_id,
+)
 from monitor.taint import TaintPolicy, count_per_origin, propagate
 from monitor.watchlist import Watchlist
 from rules.base import Finding, Rule
@@ -67,62 +77,48 @@ def activity_key(chain: str, address: str) -> str:
 def build_alert(transfer: Transfer, finding: Finding, block: Block, policy: ChainPolicy,
                 detected_at: float) -> Alert:
     """Build the alert for one finding, carrying every on-chain fact needed to verify it."""
-    depth = max(0, block.head - block.number) if block.head else 0
-    confirmed = policy.confirmations > 0 and depth >= policy.confirmations
-    return Alert(
-        id=alert_id(finding.rule, transfer.id, finding.watch.case_id),
-        rule=finding.rule,
-        severity=finding.severity,
-        status="confirmed" if confirmed else "provisional",
-        chain=transfer.chain,
-        block_number=transfer.block_number,
-        block_hash=transfer.block_hash,
-        block_time=transfer.block_time,
-        tx_hash=transfer.tx_hash,
-        transfer_id=transfer.id,
-        transfer_kind=transfer.kind,
-        from_address=transfer.from_address,
-        to_address=transfer.to_address,
-        asset=transfer.asset,
-        amount=str(transfer.amount),
-        direction=finding.direction,
-        watch=finding.watch,
-        confirmations=depth,
-        detected_at=detected_at,
-        title=finding.title,
-        log_index=transfer.log_index,
-        trace_address=transfer.trace_address,
-        evidence=dict(finding.evidence),
-    )
+    return _alert(finding, block, policy, detected_at, transfer.id, transfer.kind, transfer,
+                  transfer.from_address, transfer.to_address, transfer.asset, transfer.amount,
+                  transfer.log_index, transfer.trace_address)
 
 
 def build_approval_alert(approval: Approval, finding: Finding, block: Block,
                          policy: ChainPolicy, detected_at: float) -> Alert:
     """Build the alert for a finding about an approval: owner as ``from``, spender as ``to``."""
+    return _alert(finding, block, policy, detected_at, approval.id, "approval", approval,
+                  approval.owner, approval.spender, approval.token, approval.amount,
+                  approval.log_index, None)
+
+
+def _alert(finding: Finding, block: Block, policy: ChainPolicy, detected_at: float,
+           fact_id: str, kind: AlertKind, where: Transfer | Approval, from_address: str,
+           to_address: str, asset: Asset, amount: int, log_index: int | None,
+           trace_address: tuple[int, ...] | None) -> Alert:
     depth = max(0, block.head - block.number) if block.head else 0
     confirmed = policy.confirmations > 0 and depth >= policy.confirmations
     return Alert(
-        id=alert_id(finding.rule, approval.id, finding.watch.case_id),
+        id=alert_id(finding.rule, fact_id, finding.watch.case_id),
         rule=finding.rule,
         severity=finding.severity,
         status="confirmed" if confirmed else "provisional",
-        chain=approval.chain,
-        block_number=approval.block_number,
-        block_hash=approval.block_hash,
-        block_time=approval.block_time,
-        tx_hash=approval.tx_hash,
-        transfer_id=approval.id,
-        transfer_kind="approval",
-        from_address=approval.owner,
-        to_address=approval.spender,
-        asset=approval.token,
-        amount=str(approval.amount),
+        chain=where.chain,
+        block_number=where.block_number,
+        block_hash=where.block_hash,
+        block_time=where.block_time,
+        tx_hash=where.tx_hash,
+        transfer_id=fact_id,
+        transfer_kind=kind,
+        from_address=from_address,
+        to_address=to_address,
+        asset=asset,
+        amount=str(amount),
         direction=finding.direction,
         watch=finding.watch,
         confirmations=depth,
         detected_at=detected_at,
         title=finding.title,
-        log_index=approval.log_index,
+        log_index=log_index,
+        trace_address=trace_address,
         evidence=dict(finding.evidence),
     )
 
