@@ -24,7 +24,7 @@ from monitor.records import (
     WatchEntry,
     alert_id,
 )
-from monitor.taint import TaintPolicy, count_per_origin, propagate
+from monitor.taint import TaintPolicy, propagate
 from monitor.watchlist import Watchlist
 from rules.base import Finding, Rule
 from rules.state import (
@@ -123,6 +123,21 @@ def _alert(finding: Finding, block: Block, policy: ChainPolicy, detected_at: flo
     )
 
 
+class _TaintCounts:
+    """Tainted addresses per (case, origin): the watchlist's counts plus this block's."""
+
+    def __init__(self, watchlist: Watchlist) -> None:
+        self.watchlist = watchlist
+        self.added: dict[tuple[str, str], int] = {}
+
+    def get(self, key: tuple[str, str], default: int = 0) -> int:
+        """Tainted addresses of (case, origin), this block's new ones included."""
+        return self.watchlist.tainted_count(*key) + self.added.get(key, 0)
+
+    def __setitem__(self, key: tuple[str, str], value: int) -> None:
+        self.added[key] = value - self.watchlist.tainted_count(*key)
+
+
 class _Overlay:
     """The replica plus the taint entries created earlier in the same block."""
 
@@ -182,7 +197,7 @@ class Screener:
         outcome = BlockOutcome()
         seen: set[str] = set()
         current: dict[str, AddressActivity | None] = {}
-        counts = count_per_origin(watchlist.entries()) if self.taint is not None else {}
+        counts = _TaintCounts(watchlist)  # the watchlist keeps them: no scan per block
 
         def state_of(chain: str, address: str) -> AddressActivity | None:
             key = activity_key(chain, address)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from monitor.records import TaintHop, TaintMark, Transfer, WatchEntry
 from monitor.settings import TaintConfig
@@ -59,6 +60,14 @@ class TaintPolicy:
         return self.min_amounts.get(key, self.default_min_amount)
 
 
+class TaintCounter(Protocol):
+    """Anything that tells how many addresses a (case, origin) has tainted so far."""
+
+    def get(self, key: tuple[str, str], default: int = 0, /) -> int:
+        """Count for ``(case_id, origin)``."""
+        ...
+
+
 def origin_mark(entry: WatchEntry) -> TaintMark:
     """The mark a case's own watched address stands for: hop 0, empty path."""
     return TaintMark(origin=entry.address, case_id=entry.case_id, hop=0, amount=0,
@@ -80,7 +89,7 @@ def tainted_amount(transfer: Transfer, mark: TaintMark, model: str,
 
 def propagate(transfer: Transfer, sender_entries: Sequence[WatchEntry],
               recipient_entries: Sequence[WatchEntry], recipient_labels: Iterable[str],
-              policy: TaintPolicy, tainted_per_origin: Mapping[tuple[str, str], int],
+              policy: TaintPolicy, tainted_per_origin: TaintCounter,
               sender_balance: int | None = None,
               recipient_is_contract: bool = False) -> list[WatchEntry]:
     """New watch entries for the recipient of ``transfer``, one per case that taints it.
@@ -122,13 +131,3 @@ def propagate(transfer: Transfer, sender_entries: Sequence[WatchEntry],
                             amount=amount, asset_key=key, path=(*mark.path, hop))))
         covered.add(entry.case_id)
     return new
-
-
-def count_per_origin(entries: Iterable[WatchEntry]) -> dict[tuple[str, str], int]:
-    """How many tainted addresses each (case, origin) already has, from a watchlist."""
-    counts: dict[tuple[str, str], int] = {}
-    for entry in entries:
-        if entry.taint is not None:
-            k = (entry.taint.case_id, entry.taint.origin)
-            counts[k] = counts.get(k, 0) + 1
-    return counts

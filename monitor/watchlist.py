@@ -30,21 +30,38 @@ class Watchlist:
     def __init__(self) -> None:
         self._by_address: dict[tuple[str, str], dict[str, WatchEntry]] = {}
         self._size = 0
+        self._tainted: dict[tuple[str, str], int] = {}  # (case, origin) -> tainted addresses
+
+    def _count(self, entry: WatchEntry | None, delta: int) -> None:
+        if entry is not None and entry.taint is not None:
+            key = (entry.taint.case_id, entry.taint.origin)
+            self._tainted[key] = self._tainted.get(key, 0) + delta
+            if self._tainted[key] <= 0:
+                del self._tainted[key]
 
     def put(self, entry: WatchEntry) -> None:
         """Add or replace the entry for its chain, address and case."""
         cases = self._by_address.setdefault((entry.chain, entry.address), {})
-        if entry.case_id not in cases:
+        previous = cases.get(entry.case_id)
+        if previous is None:
             self._size += 1
+        self._count(previous, -1)
+        self._count(entry, +1)
         cases[entry.case_id] = entry
 
     def remove(self, chain: str, address: str, case_id: str) -> None:
         """Remove one entry if present."""
         cases = self._by_address.get((chain, address))
-        if cases and cases.pop(case_id, None) is not None:
+        removed = cases.pop(case_id, None) if cases else None
+        if removed is not None:
             self._size -= 1
+            self._count(removed, -1)
             if not cases:
                 del self._by_address[(chain, address)]
+
+    def tainted_count(self, case_id: str, origin: str) -> int:
+        """How many addresses the case's funds from ``origin`` have tainted so far."""
+        return self._tainted.get((case_id, origin), 0)
 
     def lookup(self, chain: str, address: str) -> Sequence[WatchEntry]:
         """Entries watching ``address`` on ``chain`` (empty tuple when none)."""

@@ -204,3 +204,15 @@ def test_stop_at_contracts_keeps_taint_out_of_contracts() -> None:
     assert [e.address for e in out.new_entries] == [HOP2]
     out = screener(taint=TaintPolicy()).screen(b, watchlist(), ChainPolicy(1), 0.0, facts=facts)
     assert [e.address for e in out.new_entries] == [HOP1, HOP2]
+
+
+def test_watchlist_keeps_taint_counts_without_scanning() -> None:
+    wl = watchlist()
+    out = screener(taint=TaintPolicy()).screen(
+        block(tx(1, SEIZED, HOP1, 10**18), tx(2, SEIZED, HOP2, 10**18)), wl, ChainPolicy(1), 0)
+    for e in out.new_entries:
+        wl.put(e)
+        wl.put(e)  # a redelivered entry is not counted twice
+    assert wl.tainted_count("C-1", SEIZED) == 2
+    wl.remove("devnet", HOP1, "C-1")
+    assert wl.tainted_count("C-1", SEIZED) == 1
