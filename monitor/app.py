@@ -86,6 +86,8 @@ def create_app(runtime: WorkerRuntime, metrics: bool = True) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
+        # A killed worker's partitions move on after 10 s instead of faust's 60 s default.
+        broker_session_timeout=10.0,
     )
     app.add_dependency(RuntimeService(runtime))
     screening.register(app, runtime)

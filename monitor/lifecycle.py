@@ -97,7 +97,11 @@ class Retired(msgspec.Struct, frozen=True, array_like=True):
 class LifecycleState(msgspec.Struct, kw_only=True):
     """One chain's lifecycle state: the value of the ``lifecycle`` table, keyed by chain."""
 
-    position: int = -1  # last applied event position (offset in the chain's block topic)
+    # Applied event positions (offsets in the chain's block topic): every offset up to
+    # ``position`` is applied, and so are the few in ``ahead`` (events a consumer handed over
+    # out of order, e.g. a prefetched message right after faust's recovery seek).
+    position: int = -1
+    ahead: tuple[int, ...] = ()
     tip_number: int = -1
     tip_hash: str = ""
     head: int = 0
@@ -123,6 +127,38 @@ LIFECYCLE_FIELDS = tuple(LifecycleInfo.__struct_fields__)
 
 _STATE_DECODER = msgspec.json.Decoder(LifecycleState)
 _ENCODER = msgspec.json.Encoder()
+
+
+MAX_AHEAD = 10_000
+"""Out-of-order positions remembered above the contiguous mark before it is forced forward."""
+
+
+def is_applied(state: LifecycleState, position: int) -> bool:
+    """Whether the event at ``position`` was applied already (a replay)."""
+    return position <= state.position or position in state.ahead
+
+
+def applied_through(state: LifecycleState, position: int) -> tuple[int, tuple[int, ...]]:
+    """The contiguous mark and the set above it once ``position`` is applied as well."""
+    if state.position < 0:  # first event ever: wherever the consumer starts is the mark
+        return position, ()
+    ahead = set(state.ahead)
+    ahead.add(position)
+    mark = state.position
+    while mark + 1 in ahead:
+        mark += 1
+        ahead.discard(mark)
+    if len(ahead) > MAX_AHEAD:
+        log.error("positions %d..%d never arrived; moving past them", mark + 1,
+                  min(ahead) - 1)
+        mark, ahead = max(ahead), set()
+    return mark, tuple(sorted(ahead))
+
+
+def mark_applied(state: LifecycleState, position: int) -> LifecycleState:
+    """The same state with ``position`` applied (for events set aside as dead letters)."""
+    mark, ahead = applied_through(state, position)
+    return msgspec.structs.replace(state, position=mark, ahead=ahead)
 
 
 def encode_state(state: LifecycleState) -> bytes:
@@ -193,7 +229,7 @@ def on_block(state: LifecycleState, block: Block, alerts: Iterable[Alert],
     """
     if block.kind != "block":
         raise ValueError(f"on_block needs a block event, got kind={block.kind!r}")
-    if position <= state.position:
+    if is_applied(state, position):
         return state, []
     if 0 <= block.number <= state.tip_number:
         log.warning("block %s %s on %s does not extend the tip %s without a revert first",
@@ -255,8 +291,9 @@ def on_block(state: LifecycleState, block: Block, alerts: Iterable[Alert],
         if group.window_end < block.timestamp and all(m.confirmed for m in group.members):
             del groups[gid]  # settled: deep and no longer aggregating
     evicted = _enforce_caps(groups, retired, block.number, policy)
+    mark, ahead = applied_through(state, position)
     new_state = LifecycleState(
-        position=position, tip_number=block.number, tip_hash=block.hash, head=head,
+        position=mark, ahead=ahead, tip_number=block.number, tip_hash=block.hash, head=head,
         block_time=block.timestamp, groups=groups, retired=retired,
         evicted=state.evicted + evicted)
     return new_state, events
@@ -271,7 +308,7 @@ def on_revert(state: LifecycleState, revert: Block, policy: LifecyclePolicy, *,
     """
     if revert.kind != "revert":
         raise ValueError(f"on_revert needs a revert event, got kind={revert.kind!r}")
-    if position <= state.position:
+    if is_applied(state, position):
         return state, []
     groups = dict(state.groups)
     retired = dict(state.retired)
@@ -306,8 +343,9 @@ def on_revert(state: LifecycleState, revert: Block, policy: LifecyclePolicy, *,
     if revert.number <= tip_number:
         tip_number, tip_hash = revert.number - 1, revert.parent_hash
     evicted = _enforce_caps(groups, retired, tip_number, policy)
+    mark, ahead = applied_through(state, position)
     new_state = LifecycleState(
-        position=position, tip_number=tip_number, tip_hash=tip_hash, head=state.head,
+        position=mark, ahead=ahead, tip_number=tip_number, tip_hash=tip_hash, head=state.head,
         block_time=state.block_time, groups=groups, retired=retired,
         evicted=state.evicted + evicted)
     return new_state, events

@@ -20,7 +20,14 @@ import msgspec
 from aiokafka.errors import KafkaError
 
 from monitor.deadletter import dead_letter
-from monitor.lifecycle import decode_state, encode_state, on_block, on_revert
+from monitor.lifecycle import (
+    decode_state,
+    encode_state,
+    is_applied,
+    mark_applied,
+    on_block,
+    on_revert,
+)
 from monitor.metrics import (
     ALERT_LATENCY,
     ALERTS_RAISED,
@@ -59,6 +66,7 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
         return found
 
     lifecycle_table = app.Table("lifecycle", partitions=1, key_type=bytes, value_type=bytes)
+    chain_of_topic = {runtime.topics.blocks(c): c for c in runtime.topics.chains}
 
     async def advance(block: Block, position: int, candidates: list[Alert],
                       now: float) -> None:
@@ -80,7 +88,15 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
         lifecycle_table[key] = encode_state(state)
 
     def already_applied(block: Block, position: int) -> bool:
-        return position <= decode_state(lifecycle_table.get(block.chain.encode())).position
+        # Not "position <= last": after faust's recovery seek a prefetched later event can
+        # come first, and the earlier ones after it must still be screened (see lifecycle).
+        return is_applied(decode_state(lifecycle_table.get(block.chain.encode())), position)
+
+    def set_aside(chain: str, position: int) -> None:
+        """Count a dead-lettered event as applied, so later ones are not held back."""
+        key = chain.encode()
+        lifecycle_table[key] = encode_state(mark_applied(decode_state(lifecycle_table.get(key)),
+                                                         position))
 
     async def process(block: Block, position: int) -> None:
         if already_applied(block, position):
@@ -122,6 +138,9 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
                 block = BLOCK_DECODER.decode(raw)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 await _to_deadletter(deadletter_topic, "screening", exc, event)
+                chain = chain_of_topic.get(event.message.topic)
+                if chain is not None:
+                    set_aside(chain, event.message.offset)
                 continue
             BLOCKS_SCREENED.labels(block.chain).inc()
             delay = 0.5
@@ -138,6 +157,7 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
                     log.exception("screening block %s failed; sent to the dead-letter topic",
                                   block.number)
                     await _to_deadletter(deadletter_topic, "screening", exc, event)
+                    set_aside(block.chain, event.message.offset)
                     break
 
     return screen
