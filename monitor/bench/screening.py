@@ -239,7 +239,10 @@ class ScreeningBench:
             result.hwm_mb = status.get("VmHWM", 0.0)
             result.ready_seconds = (ready_at or began) - began
             moving = [(t, v) for t, v in marks if v > 0]
-            t0, v0 = moving[0]
+            idle = [(t, v) for t, v in marks if v == 0]
+            # Start at the last sample before screening began: a small run can finish
+            # between two samples, and one moving sample alone gives no duration.
+            t0, v0 = idle[-1] if idle else moving[0]
             t1, v1 = moving[-1]
             result.transfers = int(v1 - v0)
             result.seconds = t1 - t0
