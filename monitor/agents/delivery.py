@@ -8,7 +8,9 @@ from typing import Any
 
 import faust
 import msgspec
+from aiokafka.errors import KafkaError
 
+from monitor.agents.durable import DurableTable, durable_table
 from monitor.deadletter import dead_letter
 from monitor.lifecycle import delivery_key
 from monitor.metrics import DEAD_LETTERS
@@ -29,8 +31,10 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
     # keyed by alert id), so a restarted or rebalanced worker does not notify twice.
     # No value_type: faust cannot decode a changelog value into ``bool`` (it calls
     # ``bool.from_data``), so recovery never finished and a restarted worker stayed idle.
-    delivered = app.Table("delivered", default=bool, partitions=runtime.config.kafka.partitions,
-                          key_type=str)
+    # Its writes are settled before the next alert is taken (so before this one's offset can
+    # be committed): a worker killed after a delivery does not notify again on restart.
+    delivered = durable_table(app, "delivered", default=bool,
+                              partitions=runtime.config.kafka.partitions, key_type=str)
 
     async def deliver_one(sink: Sink, alert: Alert, raw: bytes) -> None:
         key = f"{sink.name}:{delivery_key(alert)}"  # each lifecycle event once per sink
@@ -40,8 +44,9 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
             await sink.deliver(alert)
         except Exception as exc:  # SinkError after retries, or a bug: never lose the alert
             log.error("alert %s could not be delivered to %s: %s", alert.id, sink.name, exc)
-            await deadletter_topic.send(key=alert.id.encode(), value=dead_letter(
+            sent = await deadletter_topic.send(key=alert.id.encode(), value=dead_letter(
                 "delivery", exc, raw, sink=sink.name, key=alert.id))
+            await sent  # in the dead-letter topic before it counts as handled
             DEAD_LETTERS.labels("delivery").inc()
         delivered[key] = True
 
@@ -52,8 +57,9 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
             try:
                 alert = ALERT_DECODER.decode(raw)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                await deadletter_topic.send(key=event.message.key, value=dead_letter(
+                sent = await deadletter_topic.send(key=event.message.key, value=dead_letter(
                     "delivery-decode", exc, raw, topic=event.message.topic))
+                await sent
                 DEAD_LETTERS.labels("delivery-decode").inc()
                 continue
             sinks = [s for s in runtime.sinks if s.accepts(alert)]
@@ -62,5 +68,19 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
             for sink, result in zip(sinks, results, strict=True):
                 if isinstance(result, BaseException):
                     log.error("delivery to %s raised %r", sink.name, result)
+            await settle(delivered)
 
     return deliver
+
+
+async def settle(table: DurableTable) -> None:
+    """Wait until the broker holds the table's writes, retrying while it is away."""
+    delay = 0.5
+    while True:
+        try:
+            await table.settle()
+            return
+        except KafkaError as exc:
+            log.warning("delivered marks not acknowledged (%r); retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(30.0, delay * 2)

@@ -1,11 +1,20 @@
 """Screening agent: reads block events, screens every transfer, follows the money, alerts.
 
 Per block: read the stored activity of the addresses that matter and the node's facts about
-them, run the :class:`monitor.screening.Screener`, then write back in this order: activity to
-the ``activity`` table, new taint entries to the replica (at once, so the next block sees them)
-and to the watchlist topic (acknowledged), alerts to the alerts topic. Broker errors are
-retried until the broker is back (the partition waits: nothing can be emitted meanwhile);
-anything else about a message sends it to the dead-letter topic and consumption goes on.
+them, run the :class:`monitor.screening.Screener`, then write back in this order: activity,
+new taint entries to the replica (at once, so the next block sees them) and to the watchlist
+topic (acknowledged), alerts to the alerts topic (acknowledged), and last the chain's lifecycle
+state with the block's position. Activity and lifecycle state share one table, so one changelog
+partition holds them in the order written: a lifecycle state that survived a crash implies the
+activity written before it did too, and activity can be at most one block ahead (which
+``rewind_block`` undoes on the replay).
+
+Events are taken in small batches; before a batch is acknowledged (and its offsets can be
+committed) every table write of it is acknowledged by the broker (:mod:`monitor.agents.durable`),
+so a worker killed at any point resumes with state at least as new as its committed offset.
+Broker errors are retried until the broker is back (the partition waits: nothing can be emitted
+meanwhile); anything else about a message sends it to the dead-letter topic and consumption
+goes on.
 """
 
 from __future__ import annotations
@@ -13,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 import faust
 import msgspec
 from aiokafka.errors import KafkaError
 
+from monitor.agents.durable import durable_table
 from monitor.deadletter import dead_letter
 from monitor.lifecycle import (
     decode_state,
@@ -43,6 +53,15 @@ from rules.state import ACTIVITY_DECODER, AddressActivity
 log = logging.getLogger(__name__)
 
 RETRY_CAP_SECONDS = 30.0
+BATCH_MAX_EVENTS = 64
+"""Block events taken at once; their table writes are settled together."""
+BATCH_WAIT_SECONDS = 0.02
+"""How long a partial batch waits for more events (adds at most this to alert latency)."""
+
+
+def lifecycle_key(chain: str) -> bytes:
+    """Key of a chain's lifecycle state in the screening table (never an activity key)."""
+    return f"@lifecycle:{chain}".encode()
 
 
 def register(app: faust.App, runtime: WorkerRuntime) -> Any:
@@ -53,26 +72,28 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
                              key_serializer="raw")
     deadletter_topic = app.topic(runtime.topics.deadletter, value_serializer="raw",
                                  key_serializer="raw")
-    # Per-address activity in block time, co-partitioned with the block topics (1 partition).
-    activity_table = app.Table("activity", partitions=1, key_type=bytes, value_type=bytes)
+    # Per-address activity in block time and per-chain lifecycle state, in one table so that
+    # their changelog keeps them in write order (see the module docstring). One partition, as
+    # the block topics; the partitioner (not the current event) picks it, so batches can write.
+    state_table = durable_table(app, "screening", partitions=1, key_type=bytes,
+                                value_type=bytes, use_partitioner=True)
 
     def stored_activity(block: Block, addresses: set[str]) -> dict[str, AddressActivity]:
         found: dict[str, AddressActivity] = {}
         for address in addresses:
             key = activity_key(block.chain, address)
-            raw = activity_table.get(key.encode())
+            raw = state_table.get(key.encode())
             if raw is not None:
                 found[key] = ACTIVITY_DECODER.decode(raw)
         return found
 
-    lifecycle_table = app.Table("lifecycle", partitions=1, key_type=bytes, value_type=bytes)
     chain_of_topic = {runtime.topics.blocks(c): c for c in runtime.topics.chains}
 
     async def advance(block: Block, position: int, candidates: list[Alert],
                       now: float) -> None:
         """Run the lifecycle; send its events, acknowledged, before saving its state."""
-        key = block.chain.encode()
-        state = decode_state(lifecycle_table.get(key))
+        key = lifecycle_key(block.chain)
+        state = decode_state(state_table.get(key))
         policy = runtime.lifecycle[block.chain]
         if block.kind == "revert":
             state, events = on_revert(state, block, policy, position=position)
@@ -85,18 +106,18 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
                 ALERTS_RAISED.labels(alert.rule, alert.severity).inc()
                 ALERT_LATENCY.labels(alert.chain).observe(max(0.0, now - alert.block_time))
         await asyncio.gather(*acks)
-        lifecycle_table[key] = encode_state(state)
+        state_table[key] = encode_state(state)
 
     def already_applied(block: Block, position: int) -> bool:
         # Not "position <= last": after faust's recovery seek a prefetched later event can
         # come first, and the earlier ones after it must still be screened (see lifecycle).
-        return is_applied(decode_state(lifecycle_table.get(block.chain.encode())), position)
+        return is_applied(decode_state(state_table.get(lifecycle_key(block.chain))), position)
 
     def set_aside(chain: str, position: int) -> None:
         """Count a dead-lettered event as applied, so later ones are not held back."""
-        key = chain.encode()
-        lifecycle_table[key] = encode_state(mark_applied(decode_state(lifecycle_table.get(key)),
-                                                         position))
+        key = lifecycle_key(chain)
+        state_table[key] = encode_state(mark_applied(decode_state(state_table.get(key)),
+                                                     position))
 
     async def process(block: Block, position: int) -> None:
         if already_applied(block, position):
@@ -121,7 +142,7 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
         now = time.time()
         outcome = screener.screen(block, runtime.replica, policy, now, activity, facts)
         for key, value in outcome.activity.items():
-            activity_table[key.encode()] = encode(value)
+            state_table[key.encode()] = encode(value)
         if outcome.new_entries:
             for entry in outcome.new_entries:
                 runtime.replica.put(entry)
@@ -129,36 +150,54 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
         await advance(block, position, outcome.alerts, now)
         TRANSFERS_SCREENED.labels(block.chain).inc(len(block.transfers))
 
+    async def screen_event(event: faust.EventT) -> None:
+        raw: bytes = event.value
+        try:
+            block = BLOCK_DECODER.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            await _to_deadletter(deadletter_topic, "screening", exc, event)
+            chain = chain_of_topic.get(event.message.topic)
+            if chain is not None:
+                set_aside(chain, event.message.offset)
+            return
+        BLOCKS_SCREENED.labels(block.chain).inc()
+        delay = 0.5
+        while True:
+            try:
+                await process(block, event.message.offset)
+                return
+            except KafkaError as exc:  # the broker is away: wait for it, lose nothing
+                log.warning("block %s on %s: broker error %r; retrying in %.1f s",
+                            block.number, block.chain, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(RETRY_CAP_SECONDS, delay * 2)
+            except Exception as exc:  # a poison message must never stall the partition
+                log.exception("screening block %s failed; sent to the dead-letter topic",
+                              block.number)
+                await _to_deadletter(deadletter_topic, "screening", exc, event)
+                set_aside(block.chain, event.message.offset)
+                return
+
+    async def settle() -> None:
+        """Wait until the broker holds every table write so far (retrying while it is away)."""
+        delay = 0.5
+        while True:
+            try:
+                await state_table.settle()
+                return
+            except KafkaError as exc:
+                log.warning("table writes not acknowledged (%r); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(RETRY_CAP_SECONDS, delay * 2)
+
     @app.agent(block_topics, name="screen-blocks")
     async def screen(stream: faust.StreamT[bytes]) -> None:
         await runtime.replica.ready.wait()
-        async for event in stream.events():
-            raw: bytes = event.value
-            try:
-                block = BLOCK_DECODER.decode(raw)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                await _to_deadletter(deadletter_topic, "screening", exc, event)
-                chain = chain_of_topic.get(event.message.topic)
-                if chain is not None:
-                    set_aside(chain, event.message.offset)
-                continue
-            BLOCKS_SCREENED.labels(block.chain).inc()
-            delay = 0.5
-            while True:
-                try:
-                    await process(block, event.message.offset)
-                    break
-                except KafkaError as exc:  # the broker is away: wait for it, lose nothing
-                    log.warning("block %s on %s: broker error %r; retrying in %.1f s",
-                                block.number, block.chain, exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(RETRY_CAP_SECONDS, delay * 2)
-                except Exception as exc:  # a poison message must never stall the partition
-                    log.exception("screening block %s failed; sent to the dead-letter topic",
-                                  block.number)
-                    await _to_deadletter(deadletter_topic, "screening", exc, event)
-                    set_aside(block.chain, event.message.offset)
-                    break
+        batches = cast(Any, stream).take_events(BATCH_MAX_EVENTS, within=BATCH_WAIT_SECONDS)
+        async for events in batches:
+            for event in events:
+                await screen_event(event)
+            await settle()  # before take_events acknowledges the batch
 
     return screen
 
@@ -166,7 +205,8 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
 async def _to_deadletter(topic: faust.TopicT, stage: str, exc: BaseException,
                          event: faust.EventT) -> None:
     message = event.message
-    await topic.send(key=message.key, value=dead_letter(
+    sent = await topic.send(key=message.key, value=dead_letter(
         stage, exc, event.value, topic=message.topic, partition=message.partition,
         offset=message.offset))
+    await sent  # acknowledged before the event can be
     DEAD_LETTERS.labels(stage).inc()

@@ -522,9 +522,13 @@ def _finish(outcome: Outcome, pipeline: FaultPipeline, started: float,
             outcome.info["missing, but in the alerts topic"] = len(set(outcome.missing) & raised)
         with contextlib.suppress(Exception):  # the screening agent's applied block positions
             from monitor.lifecycle import decode_state
-            positions = [decode_state(v).position for v in read_topic(
-                pipeline.bootstrap, f"{pipeline.prefix.rstrip('.')}-lifecycle-changelog",
-                timeout=20)]
+            positions = []  # the changelog holds activity too: keep the lifecycle states
+            for value in read_topic(pipeline.bootstrap,
+                                    f"{pipeline.prefix.rstrip('.')}-screening-changelog",
+                                    timeout=20):
+                with contextlib.suppress(Exception):
+                    if (position := decode_state(value).position) >= 0:
+                        positions.append(position)
             jumps = [f"{a}->{b}" for a, b in itertools.pairwise(positions) if b > a + 1]
             outcome.info["block-topic offsets skipped by screening"] = " ".join(jumps) or "none"
         outcome.info["logs"] = str(pipeline.workdir)

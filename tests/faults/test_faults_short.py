@@ -25,11 +25,6 @@ def _passed(outcome: Outcome) -> None:
     assert not outcome.problems(), outcome.table()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known intermittent loss, issue #7: after a worker is killed -9, its successor sometimes "
-    "never screens or delivers a run of blocks (seen once in CI on 2026-11-25: blocks 243-290 "
-    "of 300, 12 of 43 alerts; kill-only soak with 20 kill points passed after the replay-"
-    "position fix). The table printed above names the missing alerts."))
 def test_kill_9_connector_and_worker_during_replay(services: Services, report: Report) -> None:
     outcome = scenarios.kill_points(services, blocks=300, transfers=30, kills=4)
     report(outcome)
