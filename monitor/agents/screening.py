@@ -31,6 +31,7 @@ from aiokafka.errors import KafkaError
 from monitor.agents.durable import durable_table
 from monitor.deadletter import dead_letter
 from monitor.lifecycle import (
+    LifecycleState,
     decode_state,
     encode_state,
     is_applied,
@@ -89,11 +90,23 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
 
     chain_of_topic = {runtime.topics.blocks(c): c for c in runtime.topics.chains}
 
+    decoded: dict[bytes, tuple[bytes | None, LifecycleState]] = {}
+
+    def lifecycle_state(key: bytes) -> LifecycleState:
+        """The chain's lifecycle state, decoded once per stored value (it is read per block)."""
+        raw = state_table.get(key)
+        cached = decoded.get(key)
+        if cached is not None and cached[0] is raw:
+            return cached[1]
+        state = decode_state(raw)
+        decoded[key] = (raw, state)
+        return state
+
     async def advance(block: Block, position: int, candidates: list[Alert],
                       now: float) -> None:
         """Run the lifecycle; send its events, acknowledged, before saving its state."""
         key = lifecycle_key(block.chain)
-        state = decode_state(state_table.get(key))
+        state = lifecycle_state(key)
         policy = runtime.lifecycle[block.chain]
         if block.kind == "revert":
             state, events = on_revert(state, block, policy, position=position)
@@ -111,13 +124,12 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
     def already_applied(block: Block, position: int) -> bool:
         # Not "position <= last": after faust's recovery seek a prefetched later event can
         # come first, and the earlier ones after it must still be screened (see lifecycle).
-        return is_applied(decode_state(state_table.get(lifecycle_key(block.chain))), position)
+        return is_applied(lifecycle_state(lifecycle_key(block.chain)), position)
 
     def set_aside(chain: str, position: int) -> None:
         """Count a dead-lettered event as applied, so later ones are not held back."""
         key = lifecycle_key(chain)
-        state_table[key] = encode_state(mark_applied(decode_state(state_table.get(key)),
-                                                     position))
+        state_table[key] = encode_state(mark_applied(lifecycle_state(key), position))
 
     async def process(block: Block, position: int) -> None:
         if already_applied(block, position):

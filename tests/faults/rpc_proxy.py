@@ -36,6 +36,8 @@ from typing import Any, Self
 import aiohttp
 from aiohttp import web
 
+from tests.support.loopback import LoopThread, serve_in_thread
+
 FAULT_KINDS: tuple[str, ...] = ("timeout", "429", "5xx", "truncated", "invalid_json",
                                 "null_block", "behind")
 _BAD_BODIES = (b"<html><body>502 Bad Gateway</body></html>",
@@ -60,8 +62,7 @@ class RpcFaultProxy:
         self._lock = threading.Lock()
         self._injected: Counter[str] = Counter()
         self._requests = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: LoopThread | None = None
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._port: int | None = None
@@ -94,30 +95,13 @@ class RpcFaultProxy:
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         """Start the loop thread and bind an ephemeral loopback port."""
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.call_soon(ready.set)
-            loop.run_forever()
-            loop.close()
-
-        self._loop = loop
-        self._thread = threading.Thread(target=run, name="rpc-fault-proxy", daemon=True)
-        self._thread.start()
-        ready.wait()
-        asyncio.run_coroutine_threadsafe(self._start(), loop).result(timeout=10)
+        self._serving = serve_in_thread("rpc-fault-proxy", self._start)
 
     def stop(self) -> None:
         """Stop serving and join the thread (idempotent)."""
-        loop, thread = self._loop, self._thread
-        self._loop = self._thread = None
-        if loop is None or thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._close(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.stop(self._close)
 
     def __enter__(self) -> Self:
         self.start()

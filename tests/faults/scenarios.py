@@ -565,14 +565,12 @@ class OutageReceiver(ThreadedWebhookReceiver):
 
     def refuse(self) -> None:
         """Stop listening: connections are refused."""
-        assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(self.receiver.close(), self._loop).result(timeout=10)
+        self.run(self.receiver.close)
 
     def recover(self) -> None:
         """Listen again on the same port and accept alerts."""
-        assert self._loop is not None
         self.receiver.always_fail = None
-        asyncio.run_coroutine_threadsafe(self.receiver.start(), self._loop).result(timeout=10)
+        self.run(self.receiver.start)
 
 
 # -- scenario 1: kill -9 of connector and worker during a replay ------------------------------

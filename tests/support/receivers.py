@@ -13,16 +13,19 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import msgspec
 from aiohttp import web
 
 from monitor.records import ALERT_DECODER, Alert
 from monitor.sinks.signing import HEADER_SIGNATURE, HEADER_TIMESTAMP, verify
+from tests.support.loopback import LoopThread, serve_in_thread
+
+T = TypeVar("T")
 
 # One scripted answer: a status, a status with a Retry-After value, or a status with headers.
 Scripted = int | tuple[int, str] | tuple[int, Mapping[str, str]]
@@ -237,35 +240,23 @@ class ThreadedWebhookReceiver:
 
     def __init__(self, secret: bytes | str, **options: Any) -> None:
         self.receiver = WebhookReceiver(secret, **options)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: LoopThread | None = None
 
     def start(self) -> None:
         """Start the loop thread and the server; returns once the URL is known."""
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.call_soon(ready.set)
-            loop.run_forever()
-            loop.close()
-
-        self._loop = loop
-        self._thread = threading.Thread(target=run, name="webhook-receiver", daemon=True)
-        self._thread.start()
-        ready.wait()
-        asyncio.run_coroutine_threadsafe(self.receiver.start(), loop).result(timeout=10)
+        self._serving = serve_in_thread("webhook-receiver", self.receiver.start)
 
     def stop(self) -> None:
         """Stop the server and the loop thread (idempotent)."""
-        loop, thread = self._loop, self._thread
-        self._loop = self._thread = None
-        if loop is None or thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self.receiver.close(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.stop(self.receiver.close)
+
+    def run(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Run a coroutine on the receiver's loop (e.g. to close or restart its server)."""
+        if self._serving is None:
+            raise RuntimeError("the receiver is not started")
+        return self._serving.run(make)
 
     def __enter__(self) -> Self:
         self.start()

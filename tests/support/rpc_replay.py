@@ -27,7 +27,6 @@ rpc: ... rpc.url``).
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import re
@@ -39,6 +38,8 @@ from types import TracebackType
 from typing import Any, Self
 
 from aiohttp import web
+
+from tests.support.loopback import LoopThread, serve_in_thread
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -124,8 +125,7 @@ class RpcReplay:
         self._requests: list[tuple[str, Any]] = []
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: LoopThread | None = None
         for (method, params_json), result in (responses or {}).items():
             self.add(method, json.loads(params_json), result)
 
@@ -310,30 +310,13 @@ class RpcReplay:
 
     def start_thread(self) -> None:
         """Serve from a background thread with its own loop; returns once the URL is known."""
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.call_soon(ready.set)
-            loop.run_forever()
-            loop.close()
-
-        self._loop = loop
-        self._thread = threading.Thread(target=run, name="rpc-replay", daemon=True)
-        self._thread.start()
-        ready.wait()
-        asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout=10)
+        self._serving = serve_in_thread("rpc-replay", self.start)
 
     def stop_thread(self) -> None:
         """Stop the server and its thread (idempotent)."""
-        loop, thread = self._loop, self._thread
-        self._loop = self._thread = None
-        if loop is None or thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self.close(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.stop(self.close)
 
     def __enter__(self) -> Self:
         self.start_thread()
