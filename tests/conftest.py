@@ -1,3 +1,3 @@
-"""Shared pytest configuration: the real-service fixtures live in tests/plugins/services.py."""
+"""Shared pytest configuration: the real-service fixtures live in tests/plugins/."""
 
-pytest_plugins = ["tests.plugins.services"]
+pytest_plugins = ["tests.plugins.services", "tests.plugins.cluster"]

@@ -123,12 +123,17 @@ def new_cluster_id() -> str:
 
 
 def server_properties(*, port: int, controller_port: int, data_dir: Path,
-                      extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Return the settings of a single combined broker+controller node on 127.0.0.1."""
+                      extra: Mapping[str, str] | None = None, node_id: int = 1,
+                      quorum_voters: str | None = None) -> dict[str, str]:
+    """Return the settings of a combined broker+controller node on 127.0.0.1.
+
+    Alone by default (a one-voter quorum); a cluster passes its ``node_id`` and the
+    ``quorum_voters`` of every node (``id@host:controller_port,...``).
+    """
     props = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{LOOPBACK}:{controller_port}",
+        "node.id": str(node_id),
+        "controller.quorum.voters": quorum_voters or f"{node_id}@{LOOPBACK}:{controller_port}",
         "listeners": f"PLAINTEXT://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://{LOOPBACK}:{port}",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -191,7 +196,11 @@ class LocalKafka:
     def __init__(self, state_dir: Path, port: int | None = None,
                  controller_port: int | None = None, version: str = KAFKA_VERSION,
                  heap: str = "512m", cache_dir: Path | None = None,
-                 extra_properties: Mapping[str, str] | None = None) -> None:
+                 extra_properties: Mapping[str, str] | None = None, node_id: int = 1,
+                 quorum_voters: str | None = None, cluster_id: str | None = None) -> None:
+        self.node_id = node_id
+        self.quorum_voters = quorum_voters
+        self.cluster_id = cluster_id
         self.state_dir = Path(state_dir).resolve()
         if port is None or controller_port is None:
             picked = iter(free_ports(2))
@@ -245,20 +254,39 @@ class LocalKafka:
         if self.running:
             return
         began = time.monotonic()
+        self.launch()
+        self.wait_ready(timeout - (time.monotonic() - began))
+        self.startup_seconds = time.monotonic() - began
+
+    def launch(self) -> None:
+        """Format the storage if new and start the JVM without waiting for it to be ready.
+
+        The nodes of a cluster are launched together: none is ready before a quorum is.
+        """
+        if self.running:
+            return
         libs = self.ensure_jars()
         self._check_ports_free()
         self._write_config()
         self._format_storage(libs)
         argv = [*self._jvm_argv(libs), "kafka.Kafka", str(self.config_path)]
         self._proc = process.spawn(argv, log_path=self.logs_dir / "kafka.out", cwd=self.state_dir)
-        self._wait_ready(began + timeout)
-        self.startup_seconds = time.monotonic() - began
+
+    def wait_ready(self, timeout: float = 90.0, brokers: int = 1) -> None:
+        """Wait until the launched node lists ``brokers`` live brokers; else ServiceError."""
+        self._wait_ready(time.monotonic() + max(0.0, timeout), brokers)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the broker (SIGTERM, then SIGKILL after ``timeout`` seconds); safe to repeat."""
         if self._proc is not None:
             process.terminate(self._proc, timeout)
             self._proc = None
+
+    def request_stop(self) -> None:
+        """Send SIGTERM without waiting; a following :meth:`stop` waits for the exit."""
+        if self._proc is not None and self._proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
         """Kill the broker at once with SIGKILL, as a crash would."""
@@ -304,7 +332,8 @@ class LocalKafka:
     def _write_config(self) -> None:
         """Write ``server.properties`` and the Log4j configuration into ``state_dir/config``."""
         props = server_properties(port=self.port, controller_port=self.controller_port,
-                                  data_dir=self.data_dir, extra=self.extra_properties)
+                                  data_dir=self.data_dir, extra=self.extra_properties,
+                                  node_id=self.node_id, quorum_voters=self.quorum_voters)
         self.config_path.parent.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         text = "".join(f"{key}={value}\n" for key, value in props.items())
@@ -327,16 +356,17 @@ class LocalKafka:
         if (self.data_dir / "meta.properties").is_file():
             return
         argv = [*self._jvm_argv(libs), "kafka.tools.StorageTool", "format",
-                "-t", new_cluster_id(), "-c", str(self.config_path)]
+                "-t", self.cluster_id or new_cluster_id(), "-c", str(self.config_path)]
         done = subprocess.run(argv, capture_output=True, text=True,  # noqa: S603
                               timeout=120, check=False)
         if done.returncode != 0:
             raise ServiceError(f"Kafka storage format failed:\n{done.stdout}{done.stderr}",
                                state_dir=self.state_dir)
 
-    def _wait_ready(self, deadline: float) -> None:
-        """Poll the broker until it lists itself as live; raise ServiceError if it dies first."""
-        assert self._proc is not None
+    def _wait_ready(self, deadline: float, brokers: int = 1) -> None:
+        """Poll the broker until it lists ``brokers`` live ones; raise ServiceError if it dies."""
+        if self._proc is None:
+            raise ServiceError("the Kafka broker was not launched", state_dir=self.state_dir)
         while True:
             code = self._proc.poll()
             if code is not None:
@@ -344,7 +374,7 @@ class LocalKafka:
                 raise ServiceError(f"the Kafka broker exited with code {code} during start-up:\n"
                                    f"{self.log_tail()}", state_dir=self.state_dir)
             with contextlib.suppress(OSError, struct.error):
-                if live_broker_count(LOOPBACK, self.port) >= 1:
+                if live_broker_count(LOOPBACK, self.port) >= brokers:
                     return
             if time.monotonic() > deadline:
                 tail = self.log_tail()

@@ -160,8 +160,11 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[bytes]
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     async def read() -> list[bytes]:
+        # committed only: the connector writes blocks in transactions, and a killed one leaves
+        # aborted records that are not part of the topic's history
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                    auto_offset_reset="earliest")
+                                    auto_offset_reset="earliest",
+                                    isolation_level="read_committed")
         await consumer.start()
         try:
             tp = TopicPartition(topic, 0)

@@ -78,7 +78,8 @@ def make_config(node: LocalAnvil, *, confirmations: int = 0, batch_size: int = 1
 async def read_topic(bootstrap: str, topic: str) -> list[Block]:
     """Every event of the block topic, in order."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                isolation_level="read_committed")  # blocks come in transactions
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)
@@ -128,7 +129,7 @@ def assert_exactly_once(events: list[Block], hashes: list[str]) -> None:
 
 
 async def run_until(config: ChainwatchConfig, bootstrap: str, predicate: Any,
-                    seconds: float = 30) -> list[Block]:
+                    seconds: float = 90) -> list[Block]:
     """Run the connector until the topic satisfies ``predicate``, then stop it gracefully."""
     stop = asyncio.Event()
     task = asyncio.create_task(run_connector(config, "anvil", bootstrap, stop))
