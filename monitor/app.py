@@ -8,9 +8,11 @@ import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
 import rules  # noqa: F401 - registers the built-in rules
-from monitor import api
+from monitor import api, lag
 from monitor.agents import delivery, screening
+from monitor.dashboard import views as dashboard
 from monitor.errors import ConfigError, RuleError
+from monitor.kafka_client import ChainwatchApp, apply_topic_configs
 from monitor.lifecycle import LifecyclePolicy
 from monitor.lists.loader import build_index
 from monitor.runtime import RuntimeService, WorkerRuntime
@@ -18,7 +20,7 @@ from monitor.screening import ChainPolicy, ScopedRule, Screener
 from monitor.settings import ChainwatchConfig, EnvSettings
 from monitor.sinks.base import SinkContext, build_sinks
 from monitor.taint import TaintPolicy
-from monitor.topics import Topics
+from monitor.topics import Topics, replication_configs
 from monitor.watchlist import WatchlistReplica, WatchlistWriter
 from rules.base import build_rule
 from rules.typologies import required_horizon
@@ -71,7 +73,7 @@ def build_runtime(config: ChainwatchConfig, env: EnvSettings, bootstrap: str,
 def create_app(runtime: WorkerRuntime, metrics: bool = True) -> faust.App:
     """Construct the Faust app for ``runtime``; pass ``metrics=False`` in unit tests."""
     config = runtime.config
-    app = faust.App(
+    app = ChainwatchApp(  # faust.App consuming read_committed (connectors write transactions)
         config.app_id,
         broker=f"kafka://{runtime.bootstrap}",
         store="memory://",
@@ -92,7 +94,10 @@ def create_app(runtime: WorkerRuntime, metrics: bool = True) -> faust.App:
     app.add_dependency(RuntimeService(runtime))
     screening.register(app, runtime)
     delivery.register(app, runtime)
+    apply_topic_configs(app, replication_configs(config.kafka.min_insync_replicas))
     api.register(app, runtime)
+    dashboard.register(app)
+    lag.register(app)
     if metrics:
         setup_prometheus_sensors(app, name_prefix="faust")
     return app

@@ -28,6 +28,9 @@ def setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if level.upper() == "INFO":
         logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    from monitor.logfilter import install_repeat_collapser
+
+    install_repeat_collapser()  # one line per 10 s for aiokafka's floods while the broker is down
 
 
 class Context:
@@ -94,7 +97,7 @@ def config_check(obj: Context, file: str) -> None:
     """Validate FILE and print the effective configuration with secrets masked."""
     config = load_config(file)
     import rules  # noqa: F401 - registers the built-in rules
-    from monitor.sinks.base import build_sinks
+    from monitor.sinks.base import SinkContext, build_sinks
     from rules.base import RULES, build_rule
 
     for i, rule in enumerate(config.rules):
@@ -105,7 +108,8 @@ def config_check(obj: Context, file: str) -> None:
             raise ConfigError(f"{file}: rules[{i}].{key}: {exc}") from None
     for i, sink in enumerate(config.sinks):
         try:
-            build_sinks([sink], dict(os.environ))
+            # with the configured sinks policy, so chat URLs from the environment are checked
+            build_sinks([sink], dict(os.environ), SinkContext.from_config(config, None))
         except ConfigError as exc:
             key = f"sinks[{i}].secret_env" if sink.secret_env else f"sinks[{i}]"
             raise ConfigError(f"{file}: {key}: {exc}") from None

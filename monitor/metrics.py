@@ -94,3 +94,26 @@ ALERT_LATENCY = Histogram(
     ["chain"],
     buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600),
 )
+ALERT_EVENTS = Counter(
+    "chainwatch_alert_events_total",
+    "Alert lifecycle events emitted, by status (provisional, confirmed, retracted).",
+    ["chain", "rule", "status"],
+)
+CONSUMER_LAG = Gauge(
+    "chainwatch_consumer_lag_messages",
+    "Messages in an assigned partition the worker has not fetched yet (end offset minus "
+    "consumer position).",
+    ["topic", "partition"],
+)
+
+# Connector high availability
+CONNECTOR_ACTIVE = Gauge(
+    "chainwatch_connector_active",
+    "1 while this connector instance is the chain's active one (elected through Kafka), else 0.",
+    ["chain"],
+)
+CONNECTOR_TAKEOVERS = Counter(
+    "chainwatch_connector_takeovers_total",
+    "Times this connector instance became the chain's active one.",
+    ["chain"],
+)

@@ -1,13 +1,11 @@
-"""Everything a worker holds besides the Faust app: replica, rules, sinks, recent alerts."""
+"""Everything a worker holds besides the Faust app: replica, rules, sinks, the alert index."""
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import mode
-from aiokafka import ConsumerRecord
 
 from connectors.evm.facts import AddressFacts
 from connectors.rpc import RpcPool
@@ -15,12 +13,13 @@ from connectors.runner import rpc_policy
 from monitor.errors import ConfigError
 from monitor.follower import TopicFollower
 from monitor.lifecycle import LifecyclePolicy
-from monitor.records import ALERT_DECODER, Alert
 from monitor.screening import ChainPolicy, Screener
 from monitor.settings import ChainwatchConfig, EnvSettings
 from monitor.sinks.base import Sink
 from monitor.topics import Topics
 from monitor.watchlist import WatchlistReplica, WatchlistWriter
+from monitor.web.audit import AuditPublisher
+from monitor.web.index import AlertIndex
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +38,15 @@ class WorkerRuntime:
     lifecycle: dict[str, LifecyclePolicy]
     replica: WatchlistReplica
     writer: WatchlistWriter
-    # Latest event per alert id, oldest first (a lifecycle sends several events per id).
-    recent_alerts: OrderedDict[str, Alert] = field(default_factory=OrderedDict)
-    recent_limit: int = 1000
+    # Latest event per alert id with its audit trail, fed from the alerts and audit topics.
+    alert_index: AlertIndex = field(init=False)
+    audit_publisher: AuditPublisher = field(init=False)
     _facts: dict[str, AddressFacts] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Create the alert index (bounded by ``api.alert_index_max``) and audit publisher."""
+        self.alert_index = AlertIndex(max_alerts=self.config.api.alert_index_max)
+        self.audit_publisher = AuditPublisher(self.bootstrap, self.topics.alert_audit)
 
     def address_facts(self, chain: str) -> AddressFacts | None:
         """The node-facts oracle of ``chain`` (created on first use), or None if disabled."""
@@ -64,32 +68,24 @@ class WorkerRuntime:
             await facts.pool.close()
         self._facts.clear()
 
-    def remember(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        """Keep an alert read from the alerts topic for the API's recent-alerts view."""
-        if record.value is not None:
-            alert = ALERT_DECODER.decode(record.value)
-            known = self.recent_alerts.get(alert.id)
-            if known is not None and known.revision > alert.revision:
-                return  # an older event read late: keep the newer state
-            self.recent_alerts.pop(alert.id, None)
-            self.recent_alerts[alert.id] = alert
-            while len(self.recent_alerts) > self.recent_limit:
-                self.recent_alerts.popitem(last=False)
-
-
 class RuntimeService(mode.Service):
     """Starts and stops the runtime's Kafka clients and sinks with the Faust app."""
 
     def __init__(self, runtime: WorkerRuntime, **kwargs: object) -> None:
         self.runtime = runtime
+        index = runtime.alert_index
         self._alerts_follower = TopicFollower(runtime.bootstrap, runtime.topics.alerts,
-                                              runtime.remember, tail=1000, name="recent-alerts")
+                                              index.apply_alert_record, name="alert-index")
+        self._audit_follower = TopicFollower(runtime.bootstrap, runtime.topics.alert_audit,
+                                             index.apply_audit_record, name="alert-audit")
         super().__init__(**kwargs)  # type: ignore[arg-type]
 
     async def on_start(self) -> None:
-        """Connect the watchlist replica and writer, the alert tail and every sink."""
+        """Connect the watchlist replica and writer, the alert index's feeds and every sink."""
         await self.runtime.replica.start()
         await self.runtime.writer.start()
+        await self.runtime.audit_publisher.start()
+        await self._audit_follower.start()
         await self._alerts_follower.start()
         for sink in self.runtime.sinks:
             await sink.start()
@@ -100,7 +96,10 @@ class RuntimeService(mode.Service):
         """Close everything opened in :meth:`on_start`."""
         for sink in self.runtime.sinks:
             await sink.close()
+        self.runtime.alert_index.close()
         await self._alerts_follower.stop()
+        await self._audit_follower.stop()
+        await self.runtime.audit_publisher.stop()
         await self.runtime.writer.stop()
         await self.runtime.replica.stop()
         await self.runtime.close()

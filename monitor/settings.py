@@ -26,15 +26,23 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from monitor.egress import host_problem, url_problem
 from monitor.errors import ConfigError
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
 def _check_url(value: str, schemes: tuple[str, ...]) -> str:
-    parsed = urlparse(value)
+    # The value is not quoted back: node and sink URLs carry API keys in the path or query.
+    try:
+        parsed = urlparse(value)
+        parsed.port  # noqa: B018 - raises ValueError on a port out of range or not a number
+    except ValueError:
+        raise ValueError(f"must be a {'/'.join(schemes)} URL with a host and a valid port, "
+                         f"got {redact_url(value)!r}") from None
     if parsed.scheme not in schemes or not parsed.hostname:
-        raise ValueError(f"must be a {'/'.join(schemes)} URL with a host, got {value!r}")
+        raise ValueError(f"must be a {'/'.join(schemes)} URL with a host, "
+                         f"got {redact_url(value)!r}")
     return value
 
 
@@ -95,6 +103,19 @@ class KafkaConfig(_Strict):
     topic_prefix: str = Field(default="chainwatch.", pattern=r"^[A-Za-z0-9._-]*$")
     partitions: int = Field(default=1, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1, le=7)
+    # Replicas that must have a write before it is acknowledged (producers use acks=all);
+    # with replication_factor 3, 2 keeps writing through the loss of one broker.
+    min_insync_replicas: int = Field(default=1, ge=1, le=7)
+    # A connector instance that stops heartbeating loses the active role after this long.
+    connector_session_timeout_seconds: float = Field(default=10.0, ge=3.0, le=300.0)
+
+    @model_validator(mode="after")
+    def _min_insync_within_replicas(self) -> KafkaConfig:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(f"min_insync_replicas ({self.min_insync_replicas}) must not exceed "
+                             f"replication_factor ({self.replication_factor}): no write could "
+                             "ever be acknowledged")
+        return self
 
 
 SeverityName = Literal["info", "low", "medium", "high", "critical"]
@@ -249,6 +270,35 @@ class ApiConfig(_Strict):
 
     host: str = "127.0.0.1"
     port: int = Field(default=6066, ge=1, le=65535)
+    # Alerts the API's index holds (latest event per id, 2-5 KB each); the oldest are dropped.
+    alert_index_max: int = Field(default=50_000, ge=100, le=5_000_000)
+
+
+class SinksPolicy(_Strict):
+    """Where sinks may send alerts (see :mod:`monitor.egress`); checked at start and connect."""
+
+    allow_http: bool = False  # plain http also to hosts other than loopback
+    deny_private_networks: bool = False  # refuse non-public addresses, as resolved when sending
+
+    def url_problem(self, url: str) -> str | None:
+        """Why ``url`` may not receive alerts under this policy, or None."""
+        return url_problem(url, allow_http=self.allow_http,
+                           deny_private_networks=self.deny_private_networks)
+
+    def check_sink(self, index: int, sink: SinkConfig) -> None:
+        """Raise ValueError naming ``sinks[index].<key>`` for a URL or host the policy refuses."""
+        for key in ("url", "api_url"):
+            value = getattr(sink, key)
+            if value is None or key not in SINK_TYPE_FIELDS[sink.type]:
+                continue
+            problem = self.url_problem(value)
+            if problem:
+                raise ValueError(f"sinks[{index}].{key}: {problem}")
+        if sink.type == "email" and sink.smtp_host:
+            problem = host_problem(sink.smtp_host.strip("[]"),
+                                   deny_private_networks=self.deny_private_networks)
+            if problem:
+                raise ValueError(f"sinks[{index}].smtp_host: {problem}")
 
 
 class ChainwatchConfig(_Strict):
@@ -263,6 +313,7 @@ class ChainwatchConfig(_Strict):
     lists: list[ListConfig] = Field(default_factory=list)
     taint: TaintConfig = TaintConfig()
     api: ApiConfig = ApiConfig()
+    sinks_policy: SinksPolicy = SinksPolicy()
     app_id: str = Field(default="chainwatch", pattern=r"^[A-Za-z0-9._-]+$")
 
     @model_validator(mode="after")
@@ -282,6 +333,7 @@ class ChainwatchConfig(_Strict):
             if unknown:
                 raise ValueError(f"sinks[{i}].filters.chains: unknown chain {unknown[0]!r}; "
                                  f"configured chains: {', '.join(sorted(chain_names))}")
+            self.sinks_policy.check_sink(i, sink)
         return self
 
     def chain(self, name: str) -> ChainConfig:
@@ -333,22 +385,69 @@ def load_config(path: str | os.PathLike[str]) -> ChainwatchConfig:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read configuration: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text (byte offset {exc.start})") from None
+    return load_config_text(text, str(file))
+
+
+MAX_CONFIG_CHARS = 1_000_000  # a configuration file is a few kB; refuse anything absurd
+MAX_CONFIG_NODES = 100_000  # values after expanding YAML aliases ("billion laughs" guard)
+
+
+def _bounded_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load`` that refuses documents whose aliases expand beyond MAX_CONFIG_NODES."""
+    loader = yaml.SafeLoader(text)
     try:
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        pending: list[yaml.Node] = [root]
+        seen = 0
+        while pending:
+            node = pending.pop()
+            seen += 1
+            if seen > MAX_CONFIG_NODES:
+                raise ConfigError(f"{source}: more than {MAX_CONFIG_NODES:,} values once YAML "
+                                  "aliases are expanded; not a chainwatch configuration")
+            if isinstance(node, yaml.SequenceNode):
+                pending.extend(node.value)
+            elif isinstance(node, yaml.MappingNode):
+                for key, value in node.value:
+                    pending += (key, value)
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
+def load_config_text(text: str, source: str) -> ChainwatchConfig:
+    """Parse and validate YAML ``text``; errors name ``source`` and the line or key."""
+    if len(text) > MAX_CONFIG_CHARS:
+        raise ConfigError(f"{source}: larger than {MAX_CONFIG_CHARS:,} characters; "
+                          "not a chainwatch configuration")
+    try:
+        data = _bounded_yaml(text, source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{file}: invalid YAML{where}: {problem}") from None
-    return parse_config(data, str(file))
+        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: invalid YAML: nested too deeply") from None
+    return parse_config(data, source)
 
 
 def redact_url(url: str) -> str:
     """Keep scheme, host and port of a URL; hide the path and query, where API keys live."""
-    parsed = urlparse(url)
-    port = f":{parsed.port}" if parsed.port else ""
-    hidden = "/***" if (parsed.path not in ("", "/") or parsed.query) else ""
-    return f"{parsed.scheme}://{parsed.hostname}{port}{hidden}"
+    try:
+        parsed = urlparse(url)
+        port = f":{parsed.port}" if parsed.port else ""
+    except ValueError:
+        return "<invalid URL>"
+    host = parsed.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    hidden = "/***" if (parsed.path not in ("", "/") or parsed.query or parsed.fragment) else ""
+    return f"{parsed.scheme}://{host}{port}{hidden}"
 
 
 def dump_config(config: ChainwatchConfig, env: EnvSettings) -> str:

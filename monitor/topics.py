@@ -38,12 +38,14 @@ class Topics:
     chains: tuple[str, ...]
     partitions: int
     replication_factor: int
+    min_insync_replicas: int = 1
 
     @classmethod
     def from_config(cls, config: ChainwatchConfig) -> Topics:
         """Derive topic names from the YAML configuration."""
         return cls(config.kafka.topic_prefix, tuple(c.name for c in config.chains),
-                   config.kafka.partitions, config.kafka.replication_factor)
+                   config.kafka.partitions, config.kafka.replication_factor,
+                   config.kafka.min_insync_replicas)
 
     def blocks(self, chain: str) -> str:
         """Block topic of ``chain``."""
@@ -60,6 +62,11 @@ class Topics:
         return f"{self.prefix}watchlist"
 
     @property
+    def alert_audit(self) -> str:
+        """Append-only audit trail of analyst actions on alerts, keyed by alert id."""
+        return f"{self.prefix}alert-audit"
+
+    @property
     def deadletter(self) -> str:
         """Messages that could not be processed or delivered, with the error."""
         return f"{self.prefix}deadletter"
@@ -71,7 +78,22 @@ class Topics:
         specs.append(TopicSpec(self.watchlist, 1, {"cleanup.policy": "compact",
                                                     "min.compaction.lag.ms": "0"}))
         specs.append(TopicSpec(self.deadletter, 1, {}))
-        return specs
+        # one partition: one order of the trail for every reader; kept forever (evidence)
+        specs.append(TopicSpec(self.alert_audit, 1, {"cleanup.policy": "delete",
+                                                     "retention.ms": "-1",
+                                                     "retention.bytes": "-1"}))
+        return [with_replication(s, self.min_insync_replicas) for s in specs]
+
+
+def replication_configs(min_insync_replicas: int) -> dict[str, str]:
+    """Topic configs every chainwatch topic gets: ``min.insync.replicas`` (acks=all needs it)."""
+    return {"min.insync.replicas": str(min_insync_replicas)}
+
+
+def with_replication(spec: TopicSpec, min_insync_replicas: int) -> TopicSpec:
+    """``spec`` with :func:`replication_configs` added (its own configs win)."""
+    return TopicSpec(spec.name, spec.partitions,
+                     {**replication_configs(min_insync_replicas), **spec.configs})
 
 
 async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication_factor: int = 1,

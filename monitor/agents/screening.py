@@ -40,6 +40,7 @@ from monitor.lifecycle import (
     on_revert,
 )
 from monitor.metrics import (
+    ALERT_EVENTS,
     ALERT_LATENCY,
     ALERTS_RAISED,
     BLOCKS_SCREENED,
@@ -115,6 +116,7 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
         acks = []
         for alert in events:
             acks.append(await alerts_topic.send(key=alert.id.encode(), value=encode(alert)))
+            ALERT_EVENTS.labels(alert.chain, alert.rule, alert.status).inc()
             if alert.revision == 0:
                 ALERTS_RAISED.labels(alert.rule, alert.severity).inc()
                 ALERT_LATENCY.labels(alert.chain).observe(max(0.0, now - alert.block_time))

@@ -101,6 +101,6 @@ def test_topic_names_follow_the_prefix() -> None:
     topics = Topics("p.", ("eth", "devnet"), 3, 1)
     names = {s.name: s for s in topics.specs()}
     assert set(names) == {"p.blocks.eth", "p.blocks.devnet", "p.alerts", "p.watchlist",
-                          "p.deadletter"}
+                          "p.deadletter", "p.alert-audit"}
     assert names["p.blocks.eth"].partitions == 1 and names["p.alerts"].partitions == 3
     assert names["p.watchlist"].configs["cleanup.policy"] == "compact"

@@ -1,0 +1,1 @@
+"""The worker's HTTP API: alert index, audit trail, cases, exports, SSE, watchlist, OpenAPI."""
