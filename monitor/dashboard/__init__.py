@@ -1,0 +1,1 @@
+"""The investigators' web dashboard: static files served by the worker's web server."""
