@@ -17,7 +17,7 @@ from typing import Final, Self, TypeVar, get_args
 
 from monitor.errors import ConfigError
 from monitor.records import Alert, Severity
-from monitor.settings import ChainwatchConfig, SinkConfig
+from monitor.settings import ChainwatchConfig, SinkConfig, SinksPolicy
 from monitor.sinks.filters import MATCH_ALL, AlertFilter
 
 SEVERITY_ORDER: Final[dict[str, int]] = {name: rank for rank, name in
@@ -33,12 +33,14 @@ class SinkContext:
     """Chain name -> block explorer base URL (``ChainConfig.explorer_url``), for links."""
     kafka_bootstrap: str | None = None
     """The worker's Kafka bootstrap servers (the default broker of the ``kafka`` sink)."""
+    policy: SinksPolicy = field(default_factory=SinksPolicy)
+    """Where sinks may send (``sinks_policy:``): http, private networks (monitor.egress)."""
 
     @classmethod
     def from_config(cls, config: ChainwatchConfig, kafka_bootstrap: str | None) -> SinkContext:
         """Collect the chains' explorer URLs and the broker the worker uses."""
         return cls(explorers={c.name: c.explorer_url for c in config.chains if c.explorer_url},
-                   kafka_bootstrap=kafka_bootstrap)
+                   kafka_bootstrap=kafka_bootstrap, policy=config.sinks_policy)
 
 
 class Secret:

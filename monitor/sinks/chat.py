@@ -35,9 +35,10 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
+from monitor.egress import GuardedResolver
 from monitor.errors import ConfigError
 from monitor.records import Alert, Severity
-from monitor.settings import SinkConfig, redact_url
+from monitor.settings import SinkConfig, SinksPolicy, redact_url
 from monitor.sinks.base import Secret, Sink, SinkContext, register_sink
 from monitor.sinks.console import clean_text, format_amount
 from monitor.sinks.retrying import (
@@ -346,9 +347,14 @@ class ChatSink(Sink, abc.ABC):
                                   retry_after_max_seconds)
         self.explorers: dict[str, str] = dict(explorers or {})
         self._session: aiohttp.ClientSession | None = None
+        self.policy_of_destinations = SinksPolicy(allow_http=True)  # set by bind()
 
     def bind(self, context: SinkContext) -> None:
-        """Use the chains' explorer URLs for links (explicit ``explorers`` win)."""
+        """Check the target against ``sinks_policy``; use the chains' explorer URLs for links."""
+        problem = context.policy.url_problem(self._target_url())  # never quotes path/query
+        if problem:
+            raise ConfigError(f"{self.kind} sink {self.name!r}: {problem}", sink=self.name)
+        self.policy_of_destinations = context.policy
         self.explorers = {**context.explorers, **self.explorers}
 
     @property
@@ -383,9 +389,11 @@ class ChatSink(Sink, abc.ABC):
     async def _open_session(self) -> aiohttp.ClientSession:
         if self._session is not None and not self._session.closed:
             return self._session
+        guarded = self.policy_of_destinations.deny_private_networks
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
             headers={"User-Agent": USER_AGENT},
+            connector=aiohttp.TCPConnector(resolver=GuardedResolver()) if guarded else None,
         )
         parts = urlsplit(self._target_url())
         if parts.scheme == "http" and not is_loopback(parts.hostname):

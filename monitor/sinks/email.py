@@ -20,12 +20,14 @@ import asyncio
 import html
 import logging
 import smtplib
+import socket
 import ssl
 from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Literal, Self
 
+from monitor.egress import DestinationDenied, guarded_connection, host_problem
 from monitor.errors import ConfigError
 from monitor.records import Alert, Severity
 from monitor.settings import SinkConfig
@@ -100,6 +102,17 @@ def build_message(alert: Alert, sender: str, recipients: list[str],
     return message
 
 
+class _GuardedSMTP(smtplib.SMTP):
+    """SMTP that connects only to addresses ``sinks_policy`` allows, as resolved right now."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return guarded_connection(host, port, timeout, self.source_address)
+
+
+class _GuardedSMTPSSL(smtplib.SMTP_SSL, _GuardedSMTP):
+    """SMTP over TLS through the guarded connection (SMTP_SSL wraps what _GuardedSMTP opens)."""
+
+
 @register_sink
 class EmailSink(Sink):
     """Mail each alert to a fixed list of recipients through one SMTP server."""
@@ -151,6 +164,7 @@ class EmailSink(Sink):
         self.timeout_seconds = timeout_seconds
         self.policy = RetryPolicy(max_attempts, backoff_initial_seconds, backoff_max_seconds,
                                   retry_after_max_seconds)
+        self.deny_private_networks = False  # set by bind() from sinks_policy
 
     @classmethod
     def from_config(cls, config: SinkConfig, environ: Mapping[str, str]) -> Self:
@@ -174,7 +188,12 @@ class EmailSink(Sink):
                    max_attempts=config.max_attempts)
 
     def bind(self, context: SinkContext) -> None:
-        """Use the chains' explorer URLs for links (explicit ``explorers`` win)."""
+        """Check the host against ``sinks_policy``; use the chains' explorer URLs for links."""
+        deny = context.policy.deny_private_networks
+        problem = host_problem(self.host.strip("[]"), deny_private_networks=deny)
+        if problem:
+            raise ConfigError(f"email sink {self.name!r}: smtp_host: {problem}", sink=self.name)
+        self.deny_private_networks = deny
         self.explorers = {**context.explorers, **self.explorers}
 
     @property
@@ -207,13 +226,16 @@ class EmailSink(Sink):
 
     def _send(self, message: EmailMessage) -> Outcome:
         """One SMTP session: connect, (STARTTLS), (AUTH), send; classify what went wrong."""
+        guarded = self.deny_private_networks
         try:
             client: smtplib.SMTP
             if self.tls == "tls":
-                client = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_seconds,
-                                          context=self._context())
+                ssl_class = _GuardedSMTPSSL if guarded else smtplib.SMTP_SSL
+                client = ssl_class(self.host, self.port, timeout=self.timeout_seconds,
+                                   context=self._context())
             else:
-                client = smtplib.SMTP(self.host, self.port, timeout=self.timeout_seconds)
+                plain_class = _GuardedSMTP if guarded else smtplib.SMTP
+                client = plain_class(self.host, self.port, timeout=self.timeout_seconds)
             with client:
                 client.ehlo()
                 if self.tls == "starttls":
@@ -231,6 +253,9 @@ class EmailSink(Sink):
                 log.warning("email sink %s: %d of %d recipient(s) refused the alert mail",
                             self.name, len(refused), len(self.recipients))
             return Outcome(ok=True)
+        except DestinationDenied as exc:
+            return Outcome(ok=False, reason="denied_destination", retryable=False,
+                           detail=str(exc))
         except smtplib.SMTPAuthenticationError as exc:
             return Outcome(ok=False, reason="auth", retryable=False, status=exc.smtp_code,
                            detail=f"authentication failed (SMTP {exc.smtp_code})")

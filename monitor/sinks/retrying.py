@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from monitor.egress import DestinationDenied
 from monitor.errors import SinkError
 from monitor.metrics import SINK_DELIVERIES, SINK_FAILURES, SINK_LATENCY
 from monitor.sinks.console import clean_text
@@ -242,6 +243,12 @@ async def post_json(
     except aiohttp.InvalidURL:
         return Outcome(ok=False, reason="invalid_url", retryable=False,
                        detail="the configured URL is invalid")
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, DestinationDenied):
+            return Outcome(ok=False, reason="denied_destination", retryable=False,
+                           detail=clean_text(redact(str(exc.os_error)), DETAIL_BYTES))
+        return Outcome(ok=False, reason="connection", retryable=True,
+                       detail=type(exc).__name__)
     except (aiohttp.ClientError, OSError) as exc:
         return Outcome(ok=False, reason="connection", retryable=True,
                        detail=type(exc).__name__)

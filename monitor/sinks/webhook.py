@@ -26,11 +26,12 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from monitor.egress import GuardedResolver
 from monitor.errors import ConfigError
 from monitor.lifecycle import delivery_key
 from monitor.records import Alert, Severity, encode
-from monitor.settings import SinkConfig
-from monitor.sinks.base import Secret, Sink, register_sink, secret_from_env
+from monitor.settings import SinkConfig, SinksPolicy
+from monitor.sinks.base import Secret, Sink, SinkContext, register_sink, secret_from_env
 from monitor.sinks.retrying import (
     DEFAULT_BACKOFF_INITIAL_SECONDS,
     DEFAULT_BACKOFF_MAX_SECONDS,
@@ -111,6 +112,14 @@ class WebhookSink(Sink):
         self.backoff_max_seconds = backoff_max_seconds
         self.retry_after_max_seconds = retry_after_max_seconds
         self._session: aiohttp.ClientSession | None = None
+        self.policy_of_destinations = SinksPolicy(allow_http=True)  # set by bind()
+
+    def bind(self, context: SinkContext) -> None:
+        """Check the URL against ``sinks_policy`` and keep the policy for connecting."""
+        problem = context.policy.url_problem(self._url)
+        if problem:
+            raise ConfigError(f"webhook sink {self.name!r}: url: {problem}", sink=self.name)
+        self.policy_of_destinations = context.policy
 
     @classmethod
     def from_config(cls, config: SinkConfig, environ: Mapping[str, str]) -> Self:
@@ -133,9 +142,11 @@ class WebhookSink(Sink):
     async def _open_session(self) -> aiohttp.ClientSession:
         if self._session is not None and not self._session.closed:
             return self._session
+        guarded = self.policy_of_destinations.deny_private_networks
         session = self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
             headers={"User-Agent": USER_AGENT},
+            connector=aiohttp.TCPConnector(resolver=GuardedResolver()) if guarded else None,
         )
         parts = urlsplit(self._url)
         if parts.scheme == "http" and not is_loopback(parts.hostname):
