@@ -78,8 +78,29 @@ class BlockRef:
         return cls(block.number, block.hash.lower(), block.parent_hash.lower(), block.timestamp)
 
 
+@dataclass
+class _Prefetch:
+    """A fetch of the next batch, started while the current one is mapped and published."""
+
+    numbers: list[int]
+    task: asyncio.Future[list[Block]]
+
+
+def _discard(task: asyncio.Future[list[Block]]) -> None:
+    """Cancel an unused fetch; its outcome (even a failure) is of no interest any more."""
+    task.cancel()
+    task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
+
+
 class Streamer:
-    """Follow one chain: fetch confirmed blocks in batches, verify links, publish, then remember."""
+    """Follow one chain: fetch confirmed blocks in batches, verify links, publish, then remember.
+
+    The node is kept busy: when a batch is due, the fetch of the batch after it starts at once
+    (one batch ahead), so the node serves it while this one is mapped and published. The
+    prefetched blocks go through the same checks when their turn comes (parent hash against
+    the block published below them), and are dropped on a reorg, a failure or a different
+    next block; publishing stays strictly in order, one acknowledged batch after another.
+    """
 
     def __init__(
         self,
@@ -106,6 +127,7 @@ class Streamer:
         self.next_block: int | None = None
         self._history_complete = False  # the window reaches back to the first event ever sent
         self._synced = False
+        self._ahead: _Prefetch | None = None
 
     @property
     def tail_size(self) -> int:
@@ -120,6 +142,7 @@ class Streamer:
             raise
         except Exception as exc:
             raise PublishFailed(f"cannot read the checkpoint: {exc!r}", chain=self.chain) from exc
+        self._drop_ahead()
         self.window.clear()
         self.next_block = None
         self._history_complete = len(tail) < self.tail_size
@@ -143,6 +166,15 @@ class Streamer:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Stream until ``stop`` is set; raises ConnectorError after repeated failures."""
         stop = stop or asyncio.Event()
+        try:
+            await self._run(stop)
+        finally:
+            ahead, self._ahead = self._ahead, None
+            if ahead is not None:
+                ahead.task.cancel()
+                await asyncio.gather(ahead.task, return_exceptions=True)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         failures = 0
         head = -1
         polled = True
@@ -173,6 +205,7 @@ class Streamer:
             except ReorgTooDeep:
                 raise
             except ConnectorError as exc:
+                self._drop_ahead()
                 failures += 1
                 if failures >= self.failure_policy.max_attempts:
                     raise
@@ -206,11 +239,24 @@ class Streamer:
         if first > target:
             return False
         numbers = list(range(first, min(target, first + self.batch_size - 1) + 1))
-        blocks = await self.source.fetch(numbers, head)
+        current = self._claim_ahead(first, target)
+        if current is None:
+            current = _Prefetch(numbers, asyncio.ensure_future(self.source.fetch(numbers, head)))
+        following = current.numbers[-1] + 1
+        if following <= target:  # the node serves the next batch while this one is handled
+            later = list(range(following, min(target, following + self.batch_size - 1) + 1))
+            self._ahead = _Prefetch(later, asyncio.ensure_future(self.source.fetch(later, head)))
+        try:
+            blocks = await current.task
+        except BaseException:
+            self._drop_ahead()
+            raise
         if not blocks:
+            self._drop_ahead()
             return False
         stored = self.window.get(first - 1)
         if stored is not None and blocks[0].parent_hash.lower() != stored.hash:
+            self._drop_ahead()
             await self.handle_reorg(first - 1, head)
             return True
         linked = [blocks[0]]
@@ -224,6 +270,21 @@ class Streamer:
         self._remember(linked, head)
         return True
 
+    def _claim_ahead(self, first: int, target: int) -> _Prefetch | None:
+        """The prefetched fetch if it is the batch due now; otherwise drop it."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        if ahead.numbers[0] == first and ahead.numbers[-1] <= target:
+            return ahead
+        _discard(ahead.task)
+        return None
+
+    def _drop_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            _discard(ahead.task)
+
     async def check_tip(self) -> None:
         """Compare our last block with the node's; a same-height reorg shows up here."""
         if self.next_block is None or (self.next_block - 1) not in self.window:
@@ -235,6 +296,7 @@ class Streamer:
 
     async def handle_reorg(self, top: int, head: int) -> None:
         """Walk back from ``top`` to the common ancestor, publish reverts, continue above it."""
+        self._drop_ahead()
         REORGS.labels(self.chain).inc()
         ancestor = top
         while True:

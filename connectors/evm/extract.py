@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,10 @@ SYMBOL_SELECTOR = "0x95d89b41"
 DECIMALS_SELECTOR = "0x313ce567"
 MAX_SYMBOL_CHARS = 64
 _CONSISTENCY_POLICY = RetryPolicy(base_seconds=0.2, cap_seconds=2.0, max_attempts=4)
+
+
+async def _nothing() -> None:
+    """Stands in for a batch that is not asked for."""
 
 
 class InconsistentResponse(RpcResponseError):
@@ -100,12 +105,21 @@ class TokenCache:
 
 
 def token_addresses(receipts: Sequence[Sequence[dict[str, Any]]]) -> list[str]:
-    """Contracts that emitted an ERC-20 ``Transfer`` or ``Approval`` (3 topics), in order."""
+    """Contracts that emitted an ERC-20 ``Transfer`` or ``Approval`` (3 topics), in order.
+
+    Only a look-up list for token metadata: malformed receipts and logs are skipped here and
+    reported with their location by the mapping, which validates them.
+    """
     seen: dict[str, None] = {}
     for block_receipts in receipts:
         for receipt in block_receipts:
-            for entry in receipt.get("logs") or ():
-                topics: Sequence[Any] = entry.get("topics") or []
+            logs = receipt.get("logs") if isinstance(receipt, dict) else None
+            for entry in logs if isinstance(logs, list) else ():
+                if not isinstance(entry, dict):
+                    continue
+                topics = entry.get("topics")
+                if not isinstance(topics, list):
+                    continue
                 address = entry.get("address")
                 if (len(topics) == 3 and isinstance(topics[0], str)
                         and topics[0].lower() in _TOKEN_TOPICS and isinstance(address, str)):
@@ -158,12 +172,37 @@ class EvmBlockSource:
                            on_error=give_up_on, retry_on=(RpcResponseError,))
 
     async def _fetch_once(self, numbers: list[int], head: int) -> list[Block]:
-        raw_blocks = await self.pool.batch(
-            [("eth_getBlockByNumber", [hex(n), True]) for n in numbers], nullable=False
+        # Blocks, receipts and traces are asked for at once (three batches in flight): each
+        # answer is then checked against the block hashes, so a reorg in between is caught.
+        quantities = [hex(n) for n in numbers]
+        block_calls: list[Call] = [("eth_getBlockByNumber", [q, True]) for q in quantities]
+        by_block = self.block_receipts_supported
+        answers = await asyncio.gather(
+            self.pool.batch(block_calls, nullable=False),
+            self.pool.batch([("eth_getBlockReceipts", [q]) for q in quantities],
+                            nullable=False) if by_block else _nothing(),
+            self._trace_batch(quantities) if self.cfg.traces != "none" else _nothing(),
+            return_exceptions=True,
         )
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(answer, RpcMethodNotFound):
+                raise answer
+        raw_blocks, raw_receipts, raw_traces = answers
+        if isinstance(raw_blocks, BaseException):
+            raise raw_blocks
         blocks = [self._check_block(n, b) for n, b in zip(numbers, raw_blocks, strict=True)]
-        receipts = await self._receipts(blocks)
-        traces = await self._traces(blocks) if self.cfg.traces != "none" else None
+        if isinstance(raw_traces, BaseException):
+            raise raw_traces
+        if isinstance(raw_receipts, RpcMethodNotFound):
+            log.warning("chain %s: node lacks eth_getBlockReceipts; using "
+                        "eth_getTransactionReceipt from now on", self.cfg.name)
+            self.block_receipts_supported = False
+        if self.block_receipts_supported and isinstance(raw_receipts, list):
+            receipts = self._group_block_receipts(blocks, raw_receipts)
+        else:
+            receipts = await self._receipts(blocks)
+        traces = (self._group_traces(blocks, raw_traces) if isinstance(raw_traces, list)
+                  else None)
         tokens = await self._token_assets(receipts) if self.cfg.token_metadata else None
         trace_format = None if self.cfg.traces == "none" else self.cfg.traces
         return [
@@ -187,21 +226,15 @@ class EvmBlockSource:
                                    chain=self.cfg.name, block=number)
         return block
 
+    def _group_block_receipts(self, blocks: list[dict[str, Any]],
+                              result: list[Any]) -> list[list[dict[str, Any]]]:
+        grouped = [r if isinstance(r, list) else [] for r in result]
+        for block, receipts in zip(blocks, grouped, strict=True):
+            self._check_receipts(block, receipts)
+        return grouped
+
     async def _receipts(self, blocks: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-        if self.block_receipts_supported:
-            try:
-                result = await self.pool.batch(
-                    [("eth_getBlockReceipts", [b["number"]]) for b in blocks], nullable=False
-                )
-            except RpcMethodNotFound:
-                log.warning("chain %s: node lacks eth_getBlockReceipts; using "
-                            "eth_getTransactionReceipt from now on", self.cfg.name)
-                self.block_receipts_supported = False
-            else:
-                grouped = [r if isinstance(r, list) else [] for r in result]
-                for block, receipts in zip(blocks, grouped, strict=True):
-                    self._check_receipts(block, receipts)
-                return grouped
+        """Receipts one transaction at a time (nodes without ``eth_getBlockReceipts``)."""
         calls: list[Call] = [
             ("eth_getTransactionReceipt", [self._tx_hash(block, tx)])
             for block in blocks for tx in block["transactions"]
@@ -235,13 +268,15 @@ class EvmBlockSource:
                 raise InconsistentResponse("receipt of another block or transaction",
                                            chain=self.cfg.name, block=block.get("number"))
 
-    async def _traces(self, blocks: list[dict[str, Any]]) -> list[list[Any]]:
+    async def _trace_batch(self, quantities: list[str]) -> list[Any]:
         if self.cfg.traces == "parity":
-            calls: list[Call] = [("trace_block", [b["number"]]) for b in blocks]
+            calls: list[Call] = [("trace_block", [q]) for q in quantities]
         else:
-            calls = [("debug_traceBlockByNumber", [b["number"], {"tracer": "callTracer"}])
-                     for b in blocks]
-        result = await self.pool.batch(calls)
+            calls = [("debug_traceBlockByNumber", [q, {"tracer": "callTracer"}])
+                     for q in quantities]
+        return await self.pool.batch(calls)
+
+    def _group_traces(self, blocks: list[dict[str, Any]], result: list[Any]) -> list[list[Any]]:
         traces = [t if isinstance(t, list) else [] for t in result]
         for block, block_traces in zip(blocks, traces, strict=True):
             self._check_traces(block, block_traces)

@@ -65,9 +65,16 @@ def _batches(first: int, last: int, size: int) -> list[list[int]]:
     return [numbers[i:i + size] for i in range(0, len(numbers), size)]
 
 
-async def raw_fetch(chain: ChainData, batch_size: int, traces: bool = True) -> RateResult:
-    """Tight loop: the same JSON-RPC batches as the connector, bodies read, nothing parsed."""
-    result = RateResult("raw batch fetch (node limit)")
+async def raw_fetch(chain: ChainData, batch_size: int, traces: bool = True,
+                    pipelined: bool = True) -> RateResult:
+    """Tight loop: the same JSON-RPC batches as the connector, bodies read, nothing parsed.
+
+    ``pipelined`` asks the node the way the connector does: a batch's blocks, receipts and
+    traces at once, and the next batch while the current one is read (two in flight).
+    Without it, one request after the other: the node limit of a strictly sequential client.
+    """
+    result = RateResult("raw batch fetch (node limit)" if pipelined
+                        else "raw batch fetch, sequential")
     batches = _batches(chain.first_block, chain.last_block, batch_size)
     body_bytes = 0
     async with aiohttp.ClientSession() as session:
@@ -79,13 +86,27 @@ async def raw_fetch(chain: ChainData, batch_size: int, traces: bool = True) -> R
                                     headers={"Content-Type": "application/json"}) as resp:
                 return len(await resp.read())
 
+        def requests(numbers: list[int]) -> list[list[tuple[str, list[Any]]]]:
+            calls: list[list[tuple[str, list[Any]]]] = [
+                [("eth_getBlockByNumber", [hex(n), True]) for n in numbers],
+                [("eth_getBlockReceipts", [hex(n)]) for n in numbers]]
+            if traces:
+                calls.append([("trace_block", [hex(n)]) for n in numbers])
+            return calls
+
+        async def one_batch(numbers: list[int]) -> int:
+            if pipelined:
+                return sum(await asyncio.gather(*(post(c) for c in requests(numbers))))
+            return sum([await post(c) for c in requests(numbers)])
+
         began = time.perf_counter()
         first_done = began
+        ahead: asyncio.Task[int] | None = None
         for i, numbers in enumerate(batches):
-            body_bytes += await post([("eth_getBlockByNumber", [hex(n), True]) for n in numbers])
-            body_bytes += await post([("eth_getBlockReceipts", [hex(n)]) for n in numbers])
-            if traces:
-                body_bytes += await post([("trace_block", [hex(n)]) for n in numbers])
+            current = ahead or asyncio.ensure_future(one_batch(numbers))
+            ahead = (asyncio.ensure_future(one_batch(batches[i + 1]))
+                     if pipelined and i + 1 < len(batches) else None)
+            body_bytes += await current
             if i == 0:
                 first_done = time.perf_counter()
         ended = time.perf_counter()
@@ -94,7 +115,8 @@ async def raw_fetch(chain: ChainData, batch_size: int, traces: bool = True) -> R
     steady = ended - first_done if len(batches) > 1 else ended - began
     result.rate(steady_blocks, steady, chain.transfers / chain.blocks)
     result.details = {"response_megabytes": round(body_bytes / 1e6, 1),
-                      "megabytes_per_second": round(body_bytes / 1e6 / result.wall_seconds, 1)}
+                      "megabytes_per_second": round(body_bytes / 1e6 / result.wall_seconds, 1),
+                      "pipelined": pipelined}
     return result
 
 
@@ -243,14 +265,27 @@ async def _topic_counts(bootstrap: str, topics: tuple[str, ...]) -> dict[str, in
         await consumer.stop()
 
 
-def _fresh(workdir: Path, synced: Path) -> None:
+def _fresh(workdir: Path) -> tuple[Path, Path]:
+    """Make the (absolute) work directory; return it and an absent progress file in it."""
+    workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    synced = workdir / "last_synced_block.txt"
     synced.unlink(missing_ok=True)
+    return workdir, synced
+
+
+ETL_STALL_SECONDS = 120.0
 
 
 async def run_etl(chain: ChainData, bootstrap: str, workdir: Path, cache_dir: Path,
-                  batch_size: int) -> RateResult:
-    """Run ``ethereumetl stream`` over the range into the same Kafka; time each synced batch."""
+                  batch_size: int, timeout: float = 600.0,
+                  stall_seconds: float = ETL_STALL_SECONDS) -> RateResult:
+    """Run ``ethereumetl stream`` over the range into the same Kafka; time each synced batch.
+
+    ``ethereumetl stream`` never ends by itself (it waits for new blocks): it is stopped once
+    its last-synced-block file reaches the end of the range, or when ``timeout`` seconds have
+    passed or the file has not moved for ``stall_seconds``; then the result carries the reason.
+    """
     from monitor.topics import TopicSpec, ensure_topics
 
     result = RateResult(f"ethereum-etl {ETL_VERSION} stream")
@@ -261,8 +296,9 @@ async def run_etl(chain: ChainData, bootstrap: str, workdir: Path, cache_dir: Pa
         return result
     await ensure_topics(bootstrap, [TopicSpec(t, 1, {}) for t in ETL_TOPICS])
     before = await _topic_counts(bootstrap, ETL_TOPICS)
-    synced = workdir / "last_synced_block.txt"
-    await asyncio.to_thread(_fresh, workdir, synced)
+    # Absolute paths: ethereumetl runs in ``workdir`` and would resolve a relative file name
+    # against it, writing its progress where this loop never looks (the old hang).
+    workdir, synced = await asyncio.to_thread(_fresh, workdir)
     argv = [str(binary), "stream", "--provider-uri", chain.rpc_url, "--start-block",
             str(chain.first_block), "--output", f"kafka/{bootstrap}", "--entity-types",
             ETL_ENTITIES, "--block-batch-size", str(batch_size), "--batch-size",
@@ -272,24 +308,30 @@ async def run_etl(chain: ChainData, bootstrap: str, workdir: Path, cache_dir: Pa
     proc = process.spawn(argv, log_path=workdir / "ethereumetl.log", cwd=workdir)
     marks: list[tuple[float, int]] = []
     try:
-        deadline = began + 900
-        last_value = None
-        while time.perf_counter() < deadline:
+        last_value: int | None = None
+        moved_at = began
+        while True:
+            now = time.perf_counter()
             if proc.poll() is not None:
                 result.error = (f"ethereumetl exited with {proc.returncode}: "
                                 + process.log_tail(workdir / "ethereumetl.log", 3))
                 return result
+            if now - began > timeout or now - moved_at > stall_seconds:
+                why = (f"no progress for {stall_seconds:.0f} s" if now - began <= timeout
+                       else f"range not finished in {timeout:.0f} s")
+                result.error = (f"ethereumetl stopped: {why}; last synced block "
+                                f"{last_value if last_value is not None else 'none'} of "
+                                f"{chain.last_block}")
+                return result
             with contextlib.suppress(OSError, ValueError):
                 value = int(synced.read_text().strip())
                 if value != last_value:
-                    marks.append((time.perf_counter(), value))
+                    marks.append((now, value))
                     last_value = value
+                    moved_at = now
                     if value >= chain.last_block:
                         break
             await asyncio.sleep(0.005)
-        else:
-            result.error = "ethereumetl did not finish the range in 900 s"
-            return result
     finally:
         process.terminate(proc, 10)
     published = [(t, v) for t, v in marks if v >= chain.first_block]

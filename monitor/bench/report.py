@@ -47,7 +47,7 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
     best = max((r.get("transfers_per_second") or 0.0 for r in scr.values()), default=0.0)
     lat = doc.get("latency", {}).get("latency", {})
     mem = doc.get("memory", {}).get("rss_mb", {})
-    rss_large = mem.get(large)
+    rss_large = mem.get(large) or None  # idle worker holding the watchlist; 0: never ran
     targets = []
 
     def add(name: str, value: float | None, limit: float, higher: bool, unit: str) -> None:
@@ -72,6 +72,7 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     out: list[tuple[str, str, str, str]] = []
     ing = doc.get("ingest", {})
     conn, raw, etl = (ing.get(k, {}) for k in ("connector", "raw", "ethereum_etl"))
+    sequential = ing.get("raw_sequential", {})
 
     def rate(r: dict[str, Any], key: str) -> str:
         return r.get("error") or num(r.get(key), 1 if key == "blocks_per_second" else 0)
@@ -81,6 +82,10 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         out.append((f"ingest: connector {unit}", rate(conn, key),
                     f"raw batch fetch (node): {rate(raw, key)}",
                     _fmt_ratio(_ratio(conn.get(key), raw.get(key)))))
+        if sequential:
+            out.append((f"ingest: connector {unit}", rate(conn, key),
+                        f"raw fetch, one request at a time: {rate(sequential, key)}",
+                        _fmt_ratio(_ratio(conn.get(key), sequential.get(key)))))
         out.append((f"ingest: connector {unit}", rate(conn, key),
                     f"ethereum-etl stream: {rate(etl, key)}",
                     _fmt_ratio(_ratio(conn.get(key), etl.get(key)))))
@@ -127,6 +132,12 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         out.append((f"memory: worker RSS, {int(large):,} watched", f"{num(rss.get(large))} MB",
                     f"RSS with 0 watched: {num(rss.get('0'))} MB",
                     _fmt_ratio(_ratio(rss.get(large), rss.get("0")))))
+        after = mem.get("after_screening_mb", {})
+        if after:
+            out.append((f"memory: RSS after screening, {int(large):,} watched",
+                        f"{num(after.get(large))} MB",
+                        f"after screening, 0 watched: {num(after.get('0'))} MB",
+                        _fmt_ratio(_ratio(after.get(large), after.get("0")))))
     return out
 
 

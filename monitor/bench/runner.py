@@ -37,16 +37,17 @@ class Sizes:
     latency_timeout: float
     connector_runs: int
     screening_window: float
+    etl_timeout: float = 600.0  # ethereumetl stream never ends by itself: stopped after this
 
 
-FULL = Sizes(blocks=100, txs_per_block=250, batch_size=10, screening_blocks=400,
+FULL = Sizes(blocks=100, txs_per_block=250, batch_size=10, screening_blocks=1000,
              watched=(0, 1_000, 100_000, 1_000_000), latency_alerts=500, alerts_per_block=10,
              noise_per_block=40, latency_timeout=180, connector_runs=2,
              screening_window=45)
 QUICK = Sizes(blocks=20, txs_per_block=50, batch_size=5, screening_blocks=40,
               watched=(0, 1_000, 10_000), latency_alerts=50, alerts_per_block=10,
               noise_per_block=10, latency_timeout=60, connector_runs=1,
-              screening_window=20)
+              screening_window=20, etl_timeout=180)
 
 
 def _say(message: str) -> None:
@@ -75,7 +76,9 @@ def run_bench(quick: bool, state_dir: Path, cache_dir: Path, bootstrap: str | No
     sizes = QUICK if quick else FULL
     began = time.monotonic()
     run_id = uuid.uuid4().hex[:8]
-    workdir = Path(tempfile.mkdtemp(prefix="bench-", dir=_ensure(state_dir)))
+    # Absolute: workers and ethereumetl run with this as their working directory, and a
+    # relative state directory (the default ``.chainwatch``) would then point elsewhere.
+    workdir = Path(tempfile.mkdtemp(prefix="bench-", dir=_ensure(state_dir))).resolve()
     broker: LocalKafka | None = None
     nodes: list[LocalAnvil] = []
     doc: dict[str, Any] = {"mode": "quick" if quick else "full", "machine": machine(),
@@ -149,6 +152,9 @@ async def _ingest(chain: Any, bootstrap: str, prefix: str, sizes: Sizes, workdir
                   cache_dir: Path) -> dict[str, Any]:
     raws: list[ingest.RateResult] = []
     connectors: list[ingest.RateResult] = []
+    _say("ingest: raw batch fetch, one request after the other (for reference)")
+    sequential = await ingest.raw_fetch(chain, sizes.batch_size, pipelined=False)
+    _say(f"  {num(sequential.blocks_per_second, 1)} blocks/s")
     for i in range(sizes.connector_runs):
         _say(f"ingest: raw batch fetch ({i + 1}/{sizes.connector_runs})")
         raws.append(await ingest.raw_fetch(chain, sizes.batch_size))
@@ -158,7 +164,8 @@ async def _ingest(chain: Any, bootstrap: str, prefix: str, sizes: Sizes, workdir
             chain, bootstrap, f"{prefix}ing{i}.", sizes.batch_size))
         _say(f"  {connectors[-1].error or num(connectors[-1].blocks_per_second, 1)} blocks/s")
     _say("ingest: ethereum-etl stream (installed on first use)")
-    etl = await ingest.run_etl(chain, bootstrap, workdir / "etl", cache_dir, sizes.batch_size)
+    etl = await ingest.run_etl(chain, bootstrap, workdir / "etl", cache_dir, sizes.batch_size,
+                               timeout=sizes.etl_timeout)
     _say(f"  {etl.error or num(etl.blocks_per_second, 1)} blocks/s")
     best_raw = max(raws, key=lambda r: r.blocks_per_second or 0.0)
     ok = [c for c in connectors if c.blocks_per_second]
@@ -166,6 +173,7 @@ async def _ingest(chain: Any, bootstrap: str, prefix: str, sizes: Sizes, workdir
     return {"connector": asdict(best_conn), "raw": asdict(best_raw),
             "ethereum_etl": asdict(etl), "connector_runs": [asdict(c) for c in connectors],
             "raw_runs": [asdict(r) for r in raws], "batch_size": sizes.batch_size,
+            "raw_sequential": asdict(sequential),
             "block_topic": f"{prefix}ing{connectors.index(best_conn)}.blocks.bench"}
 
 
@@ -177,10 +185,20 @@ def _screening(chain: Any, bootstrap: str, prefix: str, sizes: Sizes,
     runs: dict[str, Any] = {}
     in_process: dict[str, Any] = {}
     sample = bench.raw[: min(len(bench.raw), 40)]
+    idle: dict[str, dict[str, float]] = {}
+
+    def idle_worker(size: int) -> None:
+        _say(f"memory: idle worker holding {size:,} watched addresses")
+        try:
+            idle[str(size)] = bench.idle_rss(size, uuid.uuid4().hex[:6])
+            _say(f"  RSS {idle[str(size)]['rss_mb']:.0f} MB")
+        except RuntimeError as exc:
+            _say(f"  {exc}")
+
+    idle_worker(0)
     for size in sizes.watched:
-        asyncio.run(bench.grow_watchlist(size))
         _say(f"screening: worker with {size:,} watched addresses "
-             f"({bench.transfers:,} transfers in {len(bench.blocks)} blocks)")
+             f"({bench.transfers:,} transfers in {bench.block_count} blocks)")
         run = bench.run_worker(size, uuid.uuid4().hex[:6], window=sizes.screening_window)
         runs[str(size)] = asdict(run)
         _say(f"  {num(run.transfers_per_second)} transfers/s over {run.transfers:,} transfers"
@@ -192,11 +210,14 @@ def _screening(chain: Any, bootstrap: str, prefix: str, sizes: Sizes,
             in_process[str(size)] = screening.in_process_rate(sample, entries,
                                                               bench.config("in-process"))
             _say("  " + ", ".join(f"{k} {num(v)}/s" for k, v in in_process[str(size)].items()))
-    memory = {"rss_mb": {k: v["rss_after_mb"] for k, v in runs.items()},
+    idle_worker(sizes.watched[-1])
+    memory = {"rss_mb": {k: v["rss_mb"] for k, v in idle.items()},
+              "idle": idle,
+              "after_screening_mb": {k: v["rss_after_mb"] for k, v in runs.items()},
               "hwm_mb": {k: v["hwm_mb"] for k, v in runs.items()},
               "rss_ready_mb": {k: v["rss_ready_mb"] for k, v in runs.items()},
               "largest": str(sizes.watched[-1])}
     return ({"runs": runs, "in_process": in_process, "transfers": bench.transfers,
-             "blocks": len(bench.blocks),
+             "blocks": bench.block_count,
              "populate_seconds": {str(k): round(v, 2)
                                   for k, v in bench.populate_seconds.items()}}, memory)

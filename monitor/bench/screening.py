@@ -3,8 +3,9 @@
 The block messages the connector published during the ingest benchmark are copied (renumbered)
 into a screening topic until it holds enough transfers; the compacted watchlist topic is filled
 with a raw producer. For each size a fresh worker (a new consumer group) reads the whole block
-topic; the rate is taken from its ``chainwatch_transfers_screened_total`` between the first
-and the last sample that moved. The baseline is ``screen_block`` alone, in this process, on the
+topic; the rate is taken from its ``chainwatch_transfers_screened_total`` between two samples
+taken while it screened (the first and the last; a scrape costs the worker CPU, so it is
+sampled five times a second). The baseline is ``screen_block`` alone, in this process, on the
 already-decoded blocks with a watchlist of the same size, plus decode + screen.
 """
 
@@ -118,82 +119,121 @@ class ScreeningRun:
     hwm_mb: float = 0.0
     alerts: float = 0.0
     complete: bool = False
+    steady: bool = False  # rate taken between samples inside the run (not start to end)
+    publish_seconds: float = 0.0  # writing the block messages, which the worker reads as they come
     error: str | None = None
 
 
 @dataclass
 class ScreeningBench:
-    """Prepared topics and the runs made on them."""
+    """The prepared block messages, and one set of topics per watchlist size.
+
+    Each size gets its own topic prefix: its watchlist topic holds exactly that many entries,
+    and its block topic stays empty until the worker is ready. A worker started on a full
+    block topic would fetch and buffer blocks while it reads a large watchlist, then screen
+    them from memory: its rate would leave out part of its own consumption.
+    """
 
     bootstrap: str
     prefix: str
     workdir: Path
     rpc_url: str
-    blocks: list[Block] = field(default_factory=list)
     raw: list[bytes] = field(default_factory=list)
+    block_count: int = 0
+    transfer_count: int = 0
     hits: list[str] = field(default_factory=list)
-    written: int = 0  # watch entries written so far
     populate_seconds: dict[int, float] = field(default_factory=dict)
+    _items: list[tuple[bytes, bytes]] = field(default_factory=list)
 
-    @property
-    def block_topic(self) -> str:
-        """Topic of the replicated blocks."""
-        return f"{self.prefix}blocks.{CHAIN}"
-
-    @property
-    def watchlist_topic(self) -> str:
-        """The compacted watchlist topic of the screening runs."""
-        return f"{self.prefix}watchlist"
+    def run_prefix(self, size: int) -> str:
+        """Topic prefix of the runs with ``size`` watched addresses."""
+        return f"{self.prefix}w{size}."
 
     @property
     def transfers(self) -> int:
-        """Transfers in the block topic."""
-        return sum(len(b.transfers) for b in self.blocks)
+        """Transfers in the block messages."""
+        return self.transfer_count
 
     async def prepare(self, source_topic: str, count: int, hits: list[str]) -> None:
-        """Copy the ingested blocks into the screening topic, ``count`` block events in all."""
-        from monitor.settings import parse_config
-        from monitor.topics import Topics
-
-        config = parse_config(self.config("bench-prepare"), "bench")
-        specs = Topics.from_config(config).specs()
-        specs = [TopicSpec(s.name, s.partitions, dict(s.configs, **{
-            "max.message.bytes": str(MAX_MESSAGE_BYTES)})) for s in specs]
-        await ensure_topics(self.bootstrap, specs)
+        """Make ``count`` block messages out of the ingested blocks (renumbered copies)."""
         source = [BLOCK_DECODER.decode(v) for v in await read_all(self.bootstrap, source_topic)]
         source = [b for b in source if b.kind == "block"]
         if not source:
             raise RuntimeError(f"no blocks in {source_topic}")
-        self.blocks = replicate_blocks(source, count)
-        self.raw = [encode(b) for b in self.blocks]
+        blocks = replicate_blocks(source, count)
+        self.raw = [encode(b) for b in blocks]
+        self.block_count = len(blocks)
+        self.transfer_count = sum(len(b.transfers) for b in blocks)
         self.hits = hits
-        await produce_raw(self.bootstrap, self.block_topic,
-                          [(str(b.number).encode(), v) for b, v in zip(self.blocks, self.raw,
-                                                                      strict=True)])
+        self._items = [(str(b.number).encode(), v) for b, v in zip(blocks, self.raw,
+                                                                   strict=True)]
 
-    async def grow_watchlist(self, size: int) -> None:
-        """Write entries until the watchlist topic holds ``size`` of them."""
-        if size <= self.written:
+    async def _prepare_run(self, size: int) -> None:
+        """Create the topics of ``size`` and write its watchlist (once)."""
+        if size in self.populate_seconds:
             return
-        entries = watch_entries(self.written, size, self.hits)
-        items = [(e.key.encode(), encode(e)) for e in entries]
-        self.populate_seconds[size] = await produce_raw(self.bootstrap, self.watchlist_topic,
-                                                        items)
-        self.written = size
+        from monitor.settings import parse_config
+        from monitor.topics import Topics
 
-    def config(self, app_id: str) -> dict[str, Any]:
+        config = parse_config(self.config("bench-prepare", size), "bench")
+        specs = [TopicSpec(s.name, s.partitions, dict(s.configs, **{
+            "max.message.bytes": str(MAX_MESSAGE_BYTES)}))
+            for s in Topics.from_config(config).specs()]
+        await ensure_topics(self.bootstrap, specs)
+        items = [(e.key.encode(), encode(e)) for e in watch_entries(0, size, self.hits)]
+        self.populate_seconds[size] = (await produce_raw(
+            self.bootstrap, f"{self.run_prefix(size)}watchlist", items) if items else 0.0)
+
+    async def _publish_blocks(self, size: int) -> float:
+        return await produce_raw(self.bootstrap, f"{self.run_prefix(size)}blocks.{CHAIN}",
+                                 self._items)
+
+    def config(self, app_id: str, size: int = 0) -> dict[str, Any]:
         """Worker configuration for one run (its own consumer group), defaults otherwise.
 
         The blocks are renumbered copies, so the node cannot answer facts about them:
         ``address_facts`` is off; everything else (rules, taint, lifecycle) is the default.
         """
         return {"app_id": app_id, "kafka": {"bootstrap": self.bootstrap,
-                                            "topic_prefix": self.prefix},
+                                            "topic_prefix": self.run_prefix(size)},
                 "chains": [{"name": CHAIN, "chain_id": 31337, "rpc_urls": [self.rpc_url],
                             "confirmations": 0, "address_facts": False}],
                 "sinks": []}
 
-    def run_worker(self, size: int, run_id: str, poll: float = 0.1,
+    def idle_rss(self, size: int, run_id: str, settle: float = 3.0,
+                 timeout: float = 300.0) -> dict[str, float]:
+        """RSS of a worker holding the watchlist (``size`` entries) with no blocks to screen.
+
+        After a screening run a worker's RSS also holds what its consumers buffered and the
+        allocator kept; this worker follows a chain without blocks, so its RSS is the worker
+        itself plus the watchlist.
+        """
+        asyncio.run(self._prepare_run(size))
+        config = self.config(f"bench-idle-{run_id}-{size}", size)
+        config["chains"][0]["name"] = "idle"
+        asyncio.run(self._ensure_topics(config))
+        worker = WorkerProcess(self.workdir, config, name=f"idle-{size}")
+        worker.start()
+        try:
+            ready = worker.wait_ready(timeout)  # /health: the replica caught up
+            time.sleep(settle)
+            held = metric_value(worker.metrics(), "chainwatch_watchlist_entries")
+            if held != size:
+                raise RuntimeError(f"idle worker holds {held:,.0f} entries, not {size:,}")
+            status = proc_status(worker.pid)
+            return {"rss_mb": status.get("VmRSS", 0.0), "hwm_mb": status.get("VmHWM", 0.0),
+                    "ready_seconds": round(ready, 1)}
+        finally:
+            worker.stop()
+
+    async def _ensure_topics(self, config: dict[str, Any]) -> None:
+        from monitor.settings import parse_config
+        from monitor.topics import Topics
+
+        await ensure_topics(self.bootstrap, Topics.from_config(parse_config(config, "bench"))
+                            .specs())
+
+    def run_worker(self, size: int, run_id: str, poll: float = 0.2,
                    window: float = 60.0) -> ScreeningRun:
         """Start a worker, sample its rate and RSS until it screened every transfer.
 
@@ -201,14 +241,19 @@ class ScreeningBench:
         then the one of that window (``complete`` is False).
         """
         result = ScreeningRun(watched=size)
-        worker = WorkerProcess(self.workdir, self.config(f"bench-screen-{run_id}-{size}"),
+        asyncio.run(self._prepare_run(size))
+        worker = WorkerProcess(self.workdir, self.config(f"bench-screen-{run_id}-{size}", size),
                                name=f"screen-{size}")
         total = self.transfers
         worker.start()
         try:
             began = time.monotonic()
-            marks: list[tuple[float, float]] = []
-            ready_at: float | None = None
+            result.ready_seconds = worker.wait_ready(600)
+            result.rss_ready_mb = proc_status(worker.pid).get("VmRSS", 0.0)
+            ready_at = time.monotonic()
+            # Blocks arrive only now: the worker consumes them as it screens.
+            result.publish_seconds = asyncio.run(self._publish_blocks(size))
+            marks: list[tuple[float, float]] = [(ready_at, 0.0)]
             while time.monotonic() - began < 900:
                 worker.check_alive()
                 try:
@@ -219,10 +264,6 @@ class ScreeningBench:
                 now = time.monotonic()
                 value = metric_value(text, "chainwatch_transfers_screened_total",
                                      f'chain="{CHAIN}"')
-                if ready_at is None and metric_value(text, "chainwatch_watchlist_entries") \
-                        >= size:
-                    ready_at = now
-                    result.rss_ready_mb = proc_status(worker.pid).get("VmRSS", 0.0)
                 if not marks or value != marks[-1][1]:
                     marks.append((now, value))
                 moved = [t for t, v in marks if v > 0]
@@ -237,13 +278,19 @@ class ScreeningBench:
             status = proc_status(worker.pid)
             result.rss_after_mb = status.get("VmRSS", 0.0)
             result.hwm_mb = status.get("VmHWM", 0.0)
-            result.ready_seconds = (ready_at or began) - began
             moving = [(t, v) for t, v in marks if v > 0]
             idle = [(t, v) for t, v in marks if v == 0]
-            # Start at the last sample before screening began: a small run can finish
-            # between two samples, and one moving sample alone gives no duration.
-            t0, v0 = idle[-1] if idle else moving[0]
-            t1, v1 = moving[-1]
+            inside = [(t, v) for t, v in moving if v < total]
+            if len(inside) >= 3:
+                # Steady state: between two samples taken while screening went on, so the
+                # start-up ramp, the tail and the polling interval do not enter the figure.
+                (t0, v0), (t1, v1) = inside[0], inside[-1]
+            else:
+                # A small run can finish between two samples: from the last sample before
+                # screening began to the first one after it ended (a lower bound).
+                t0, v0 = idle[-1] if idle else moving[0]
+                t1, v1 = moving[-1]
+            result.steady = len(inside) >= 3
             result.transfers = int(v1 - v0)
             result.seconds = t1 - t0
             if result.seconds > 0:

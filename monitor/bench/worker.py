@@ -46,7 +46,8 @@ class WorkerProcess:
 
     def __init__(self, workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None,
                  name: str = "worker") -> None:
-        self.workdir = workdir
+        self.workdir = workdir.resolve()  # the process runs there: its paths must not be relative
+        workdir = self.workdir
         self.name = name
         self.port = free_port()
         config = dict(config, api={"host": "127.0.0.1", "port": self.port})
