@@ -240,11 +240,23 @@ class KafkaElection:
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(500, session_timeout_ms // 5),
             rebalance_timeout_ms=max(session_timeout_ms, 30_000),
+            # a control topic that appears later is noticed within this time (default: 5 min)
+            metadata_max_age_ms=10_000,
         )
 
-    async def join(self, listener: ElectionListener) -> None:
-        """Start the consumer and subscribe to the control topic."""
+    async def join(self, listener: ElectionListener, visible_within: float = 30.0) -> None:
+        """Start the consumer and subscribe to the control topic once its metadata is visible.
+
+        A group leader assigns only partitions it knows of: joining before a just-created
+        control topic shows up in the metadata would leave every member unassigned until the
+        next metadata refresh.
+        """
         await self._consumer.start()
+        deadline = asyncio.get_running_loop().time() + visible_within
+        while asyncio.get_running_loop().time() < deadline:
+            if self.topic in await self._consumer.topics():
+                break
+            await asyncio.sleep(0.2)
         self._consumer.subscribe([self.topic], listener=_Rebalance(listener, self.control))
 
     async def keep_alive(self) -> None:
