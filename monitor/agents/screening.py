@@ -12,6 +12,8 @@ activity written before it did too, and activity can be at most one block ahead 
 Events are taken in small batches; before a batch is acknowledged (and its offsets can be
 committed) every table write of it is acknowledged by the broker (:mod:`monitor.agents.durable`),
 so a worker killed at any point resumes with state at least as new as its committed offset.
+The lifecycle state of a quiet block (nothing written, nothing emitted) is held back until the
+batch ends or the next block writes: replaying quiet blocks recomputes the same state.
 Broker errors are retried until the broker is back (the partition waits: nothing can be emitted
 meanwhile); anything else about a message sends it to the dead-letter topic and consumption
 goes on.
@@ -92,9 +94,15 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
     chain_of_topic = {runtime.topics.blocks(c): c for c in runtime.topics.chains}
 
     decoded: dict[bytes, tuple[bytes | None, LifecycleState]] = {}
+    # Lifecycle states of quiet blocks (no activity, no taint, no alert events), written once
+    # at the end of the batch or with the next block that writes anything: replaying a quiet
+    # block after a crash recomputes the same state, and the next write carries its position.
+    deferred: dict[bytes, LifecycleState] = {}
 
     def lifecycle_state(key: bytes) -> LifecycleState:
         """The chain's lifecycle state, decoded once per stored value (it is read per block)."""
+        if key in deferred:
+            return deferred[key]
         raw = state_table.get(key)
         cached = decoded.get(key)
         if cached is not None and cached[0] is raw:
@@ -103,8 +111,19 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
         decoded[key] = (raw, state)
         return state
 
+    def save_state(key: bytes, state: LifecycleState) -> None:
+        deferred.pop(key, None)
+        raw = encode_state(state)
+        state_table[key] = raw
+        decoded[key] = (state_table.get(key), state)
+
+    def save_deferred() -> None:
+        """Write the lifecycle states held back for quiet blocks (before a batch settles)."""
+        for key, state in list(deferred.items()):
+            save_state(key, state)
+
     async def advance(block: Block, position: int, candidates: list[Alert],
-                      now: float) -> None:
+                      now: float, quiet: bool = False) -> None:
         """Run the lifecycle; send its events, acknowledged, before saving its state."""
         key = lifecycle_key(block.chain)
         state = lifecycle_state(key)
@@ -121,7 +140,10 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
                 ALERTS_RAISED.labels(alert.rule, alert.severity).inc()
                 ALERT_LATENCY.labels(alert.chain).observe(max(0.0, now - alert.block_time))
         await asyncio.gather(*acks)
-        state_table[key] = encode_state(state)
+        if quiet and not events:
+            deferred[key] = state
+        else:
+            save_state(key, state)
 
     def already_applied(block: Block, position: int) -> bool:
         # Not "position <= last": after faust's recovery seek a prefetched later event can
@@ -131,7 +153,7 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
     def set_aside(chain: str, position: int) -> None:
         """Count a dead-lettered event as applied, so later ones are not held back."""
         key = lifecycle_key(chain)
-        state_table[key] = encode_state(mark_applied(lifecycle_state(key), position))
+        save_state(key, mark_applied(lifecycle_state(key), position))
 
     async def process(block: Block, position: int) -> None:
         if already_applied(block, position):
@@ -161,7 +183,8 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
             for entry in outcome.new_entries:
                 runtime.replica.put(entry)
             await runtime.writer.put_many(outcome.new_entries)
-        await advance(block, position, outcome.alerts, now)
+        quiet = not outcome.activity and not outcome.new_entries
+        await advance(block, position, outcome.alerts, now, quiet=quiet)
         TRANSFERS_SCREENED.labels(block.chain).inc(len(block.transfers))
 
     async def screen_event(event: faust.EventT) -> None:
@@ -211,6 +234,7 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
         async for events in batches:
             for event in events:
                 await screen_event(event)
+            save_deferred()
             await settle()  # before take_events acknowledges the batch
 
     return screen
