@@ -133,7 +133,7 @@ async def run_connector(
 
     metrics_server = None
     if chain_cfg.metrics_port is not None:
-        metrics_server, _ = start_http_server(chain_cfg.metrics_port, addr="127.0.0.1")
+        metrics_server, _ = start_http_server(chain_cfg.metrics_port, addr=chain_cfg.metrics_host)
     CONNECTOR_ACTIVE.labels(chain_cfg.name).set(0)
     log.info("chain %s: connector %s starting; endpoints %s; topic %s", chain_cfg.name, instance,
              ", ".join(pool.endpoints), topic)

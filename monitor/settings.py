@@ -8,6 +8,7 @@ names the file and the key.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -87,12 +88,26 @@ class ChainConfig(_Strict):
     alert_state_max: int = Field(default=500, ge=10, le=100_000)
     explorer_url: HttpUrl | None = None
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Address the connector's /metrics binds to; a non-loopback one (0.0.0.0 in a container)
+    # exposes the metrics, which hold no secrets, to that network.
+    metrics_host: str = "127.0.0.1"
 
     @field_validator("start_block")
     @classmethod
     def _non_negative(cls, value: int | str) -> int | str:
         if isinstance(value, int) and value < 0:
             raise ValueError("start_block must be >= 0 or 'latest'")
+        return value
+
+    @field_validator("metrics_host")
+    @classmethod
+    def _ip_literal(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("metrics_host must be an IPv4 or IPv6 address literal such as "
+                             "127.0.0.1, 0.0.0.0 or :: (no host name, no port); "
+                             f"got {value!r}") from None
         return value
 
 

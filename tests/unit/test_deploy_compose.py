@@ -10,6 +10,7 @@ line, every variable is one chainwatch reads, the mounted configurations pass
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import subprocess
@@ -239,10 +240,11 @@ def test_prometheus_and_grafana_are_provisioned_from_deploy() -> None:
     scrape = yaml.safe_load(scrape_file.read_text())
     for rule_file in scrape["rule_files"]:
         assert (scrape_file.parent / rule_file).exists()
-    targets = {t for job in scrape["scrape_configs"] for sc in job["static_configs"]
-               for t in sc["targets"]}
+    targets = {job["job_name"]: {t for sc in job["static_configs"] for t in sc["targets"]}
+               for job in scrape["scrape_configs"]}
     workers = {n for n, s in services.items() if _is_chainwatch(s) and s["command"] == ["worker"]}
-    assert targets == {f"{w}:{config.api.port}" for w in workers}
+    assert targets["chainwatch-worker"] == {f"{w}:{config.api.port}" for w in workers}
+    assert targets["chainwatch-connector"] == _connector_targets(services, config)
     grafana = services["grafana"]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in grafana["volumes"]}
     assert mounts["/etc/grafana/provisioning"] == "./grafana/provisioning"
@@ -254,6 +256,33 @@ def test_prometheus_and_grafana_are_provisioned_from_deploy() -> None:
     assert mounts[dashboards_path] == "./grafana/dashboards"
     assert grafana["environment"]["PROMETHEUS_URL"] == "http://prometheus:9090"
     assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana["environment"], "a file secret instead"
+
+
+def _connector_targets(services: dict[str, dict[str, Any]],
+                       config: ChainwatchConfig) -> set[str]:
+    """``service:metrics_port`` of every connector service whose chain serves metrics."""
+    targets = set()
+    for name, service in services.items():
+        command = service.get("command") or []
+        if _is_chainwatch(service) and command[:1] == ["connector"]:
+            port = config.chain(command[command.index("--chain") + 1]).metrics_port
+            assert port is not None, f"{name}: its chain has no metrics_port to scrape"
+            targets.add(f"{name}:{port}")
+    return targets
+
+
+@pytest.mark.parametrize("mode", ["single", "cluster"])
+def test_connectors_bind_metrics_where_prometheus_reaches_them(mode: str) -> None:
+    config = load_config(CONFIGS[mode])
+    for chain in config.chains:
+        host = ipaddress.ip_address(chain.metrics_host)
+        assert host.is_unspecified, f"{CONFIGS[mode].name}: chains[{chain.name}].metrics_host " \
+                                    f"{host} is not reachable from the prometheus service"
+    services = _active(_resolved(mode), mode)
+    assert _connector_targets(services, config), "no connector to scrape"
+    for name, service in services.items():
+        if _is_chainwatch(service) and service["command"][:1] == ["connector"]:
+            assert "ports" not in service, f"{name}: the metrics port stays unpublished"
 
 
 def test_no_secret_values_in_the_compose_file() -> None:

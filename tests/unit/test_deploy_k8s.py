@@ -11,6 +11,7 @@ Deployment with two replicas, and every container is locked down and sized.
 from __future__ import annotations
 
 import copy
+import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -242,16 +243,60 @@ def test_every_pod_is_locked_down_and_sized() -> None:
         assert {"/tmp", "/var/lib/chainwatch"} <= writable, name
 
 
-def test_prometheus_scrape_config_keeps_the_annotated_workers() -> None:
+def _connector_deployments() -> list[dict[str, Any]]:
+    return [d for d in _kind("Deployment")
+            if d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
+            == "connector"]
+
+
+def _scrape_jobs() -> dict[str, dict[str, Any]]:
     scrape = yaml.safe_load((K8S / "prometheus-scrape-config.yml").read_text())
-    (job,) = scrape["scrape_configs"]
+    return {job["job_name"]: job for job in scrape["scrape_configs"]}
+
+
+@pytest.mark.parametrize(("job_name", "component"), [("chainwatch-worker", "worker"),
+                                                     ("chainwatch-connector", "connector")])
+def test_prometheus_scrape_config_keeps_the_annotated_pods(job_name: str, component: str) -> None:
+    job = _scrape_jobs()[job_name]
     keeps = {tuple(r["source_labels"]): r["regex"] for r in job["relabel_configs"]
              if r.get("action") == "keep"}
-    (statefulset,) = _kind("StatefulSet")
-    template = statefulset["spec"]["template"]["metadata"]
-    assert keeps[("__meta_kubernetes_pod_annotation_prometheus_io_scrape",)] == \
-        template["annotations"]["prometheus.io/scrape"]
-    assert keeps[("__meta_kubernetes_pod_label_app_kubernetes_io_component",)] == \
-        template["labels"]["app.kubernetes.io/component"]
-    assert job["kubernetes_sd_configs"][0]["namespaces"]["names"] == \
-        [statefulset["metadata"]["namespace"]]
+    workloads = [w for w in _workloads()
+                 if w["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+                 == component]
+    assert workloads, f"no {component} workload to scrape"
+    for workload in workloads:
+        template = workload["spec"]["template"]["metadata"]
+        assert keeps[("__meta_kubernetes_pod_annotation_prometheus_io_scrape",)] == \
+            template["annotations"]["prometheus.io/scrape"], workload["metadata"]["name"]
+        assert keeps[("__meta_kubernetes_pod_label_app_kubernetes_io_component",)] == \
+            template["labels"]["app.kubernetes.io/component"]
+        assert job["kubernetes_sd_configs"][0]["namespaces"]["names"] == \
+            [workload["metadata"]["namespace"]]
+
+
+def test_connectors_are_scraped_on_their_metrics_port() -> None:
+    config = _config()
+    policies = [p for p in _kind("NetworkPolicy") if "Ingress" in p["spec"]["policyTypes"]]
+    for deployment in _connector_deployments():
+        name = deployment["metadata"]["name"]
+        template = deployment["spec"]["template"]
+        chain = config.chain(template["metadata"]["labels"]["chainwatch.io/chain"])
+        assert chain.metrics_port is not None, f"{name}: chain {chain.name} has no metrics_port"
+        assert ipaddress.ip_address(chain.metrics_host).is_unspecified, \
+            f"configmap.yaml: chain {chain.name} metrics_host must be the pod's addresses"
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(chain.metrics_port), name
+        assert annotations["prometheus.io/path"] == "/metrics", name
+        (container,) = template["spec"]["containers"]
+        assert {p["containerPort"] for p in container["ports"]} == {chain.metrics_port}, name
+        admitted = [
+            rule for policy in policies
+            if _matches(policy["spec"]["podSelector"].get("matchLabels", {}),
+                        template["metadata"]["labels"])
+            for rule in policy["spec"].get("ingress", [])
+            if {"protocol": "TCP", "port": chain.metrics_port} in rule.get("ports", [])
+            and any(peer.get("namespaceSelector", {}).get("matchLabels", {})
+                    .get("kubernetes.io/metadata.name") == "monitoring"
+                    for peer in rule.get("from", []))]
+        assert admitted, f"{name}: no NetworkPolicy lets Prometheus (monitoring) reach " \
+                         f"port {chain.metrics_port}"

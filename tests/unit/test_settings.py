@@ -72,3 +72,26 @@ def test_secrets_are_masked_when_printed(tmp_path: Path, monkeypatch: pytest.Mon
     assert "super-secret-token-value" not in text
     assert "**********" in text
     assert "super-secret-token-value" not in repr(env)
+
+
+def test_connector_metrics_bind_loopback_by_default(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, GOOD)).chain("devnet").metrics_host == "127.0.0.1"
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "::1", "10.1.2.3"])
+def test_connector_metrics_host_takes_ip_literals(tmp_path: Path, host: str) -> None:
+    text = GOOD.replace("traces: parity", f'traces: parity\n    metrics_host: "{host}"')
+    assert load_config(write(tmp_path, text)).chain("devnet").metrics_host == host
+
+
+@pytest.mark.parametrize("host", ["localhost", "prometheus.example", "256.0.0.1", "",
+                                  "0.0.0.0:9464"])
+def test_connector_metrics_host_refuses_other_values(tmp_path: Path, host: str) -> None:
+    path = write(tmp_path, GOOD.replace("traces: parity",
+                                        f'traces: parity\n    metrics_host: "{host}"'))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "chains[0].metrics_host" in message
+    assert "IPv4 or IPv6 address literal" in message
+    assert str(path) in message
