@@ -8,9 +8,8 @@ from typing import Any
 
 import faust
 import msgspec
-from aiokafka.errors import KafkaError
 
-from monitor.agents.durable import DurableTable, durable_table
+from monitor.agents.durable import durable_table, settle_while_broker_away
 from monitor.deadletter import dead_letter
 from monitor.lifecycle import delivery_key
 from monitor.metrics import DEAD_LETTERS
@@ -68,19 +67,7 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
             for sink, result in zip(sinks, results, strict=True):
                 if isinstance(result, BaseException):
                     log.error("delivery to %s raised %r", sink.name, result)
-            await settle(delivered)
+            await settle_while_broker_away(delivered)
 
     return deliver
 
-
-async def settle(table: DurableTable) -> None:
-    """Wait until the broker holds the table's writes, retrying while it is away."""
-    delay = 0.5
-    while True:
-        try:
-            await table.settle()
-            return
-        except KafkaError as exc:
-            log.warning("delivered marks not acknowledged (%r); retrying in %.1f s", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(30.0, delay * 2)

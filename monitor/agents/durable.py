@@ -12,10 +12,14 @@ committed.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.types import FutureMessage
+
+log = logging.getLogger(__name__)
 
 
 class DurableTable(faust.Table):
@@ -63,7 +67,18 @@ def durable_table(app: faust.App, name: str, **kwargs: Any) -> DurableTable:
     return table
 
 
-async def settle_all(*tables: DurableTable) -> None:
-    """Settle several tables (each raises its own failure; the first one propagates)."""
-    for table in tables:
-        await table.settle()
+async def settle_while_broker_away(table: DurableTable, cap_seconds: float = 30.0) -> None:
+    """Settle ``table``, retrying with bounded backoff while the broker is away.
+
+    Nothing may be acknowledged meanwhile, so the agent's partition waits: that is the point.
+    """
+    delay = 0.5
+    while True:
+        try:
+            await table.settle()
+            return
+        except KafkaError as exc:
+            log.warning("table %s: writes not acknowledged (%r); retrying in %.1f s",
+                        table.name, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(cap_seconds, delay * 2)

@@ -30,7 +30,7 @@ import faust
 import msgspec
 from aiokafka.errors import KafkaError
 
-from monitor.agents.durable import durable_table
+from monitor.agents.durable import durable_table, settle_while_broker_away
 from monitor.deadletter import dead_letter
 from monitor.lifecycle import (
     LifecycleState,
@@ -215,18 +215,6 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
                 set_aside(block.chain, event.message.offset)
                 return
 
-    async def settle() -> None:
-        """Wait until the broker holds every table write so far (retrying while it is away)."""
-        delay = 0.5
-        while True:
-            try:
-                await state_table.settle()
-                return
-            except KafkaError as exc:
-                log.warning("table writes not acknowledged (%r); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(RETRY_CAP_SECONDS, delay * 2)
-
     @app.agent(block_topics, name="screen-blocks")
     async def screen(stream: faust.StreamT[bytes]) -> None:
         await runtime.replica.ready.wait()
@@ -235,7 +223,7 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
             for event in events:
                 await screen_event(event)
             save_deferred()
-            await settle()  # before take_events acknowledges the batch
+            await settle_while_broker_away(state_table)  # before the batch is acknowledged
 
     return screen
 

@@ -219,18 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     node = LocalAnvil(port=args.port, block_time=args.block_time, chain_id=args.chain_id,
                       log_path=args.log)
-    try:
-        node.start()
-        print(f"anvil ready at {node.http_url} / {node.ws_url} (log: {node.log_path});"
-              " Ctrl-C stops it", flush=True)
-        return node.wait()
-    except KeyboardInterrupt:
-        return 0
-    except ServiceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        node.stop()
+    return process.run_in_foreground(
+        node.start,
+        lambda: (f"anvil ready at {node.http_url} / {node.ws_url} (log: {node.log_path});"
+                 " Ctrl-C stops it"),
+        node.wait, node.stop)
 
 
 if __name__ == "__main__":

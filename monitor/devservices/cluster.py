@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from monitor.devservices import process
 from monitor.devservices.kafka import KAFKA_VERSION, LocalKafka, new_cluster_id
 from monitor.devservices.ports import LOOPBACK, free_ports
 from monitor.errors import ServiceError
@@ -137,20 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     cluster = LocalKafkaCluster(args.state_dir, size=args.nodes, heap=args.heap)
-    try:
-        cluster.start()
-        print(f"Kafka cluster of {cluster.size} ready at {cluster.bootstrap} in "
-              f"{cluster.startup_seconds:.1f}s; Ctrl-C stops it", flush=True)
+
+    def wait() -> int:
         while cluster.running:
             time.sleep(1.0)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    except ServiceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        cluster.stop()
+        return 1  # a node ended on its own
+
+    return process.run_in_foreground(
+        cluster.start,
+        lambda: (f"Kafka cluster of {cluster.size} ready at {cluster.bootstrap} in "
+                 f"{cluster.startup_seconds:.1f}s; Ctrl-C stops it"),
+        wait, cluster.stop)
 
 
 if __name__ == "__main__":

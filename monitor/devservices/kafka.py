@@ -396,19 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     broker = LocalKafka(args.state_dir, port=args.port, controller_port=args.controller_port,
                         heap=args.heap)
-    try:
-        broker.start()
-        print(f"Kafka {broker.version} ready at {broker.bootstrap} in "
-              f"{broker.startup_seconds:.1f}s (logs: {broker.logs_dir}); Ctrl-C stops it",
-              flush=True)
-        return broker.wait()
-    except KeyboardInterrupt:
-        return 0
-    except ServiceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        broker.stop()
+    return process.run_in_foreground(
+        broker.start,
+        lambda: (f"Kafka {broker.version} ready at {broker.bootstrap} in "
+                 f"{broker.startup_seconds:.1f}s (logs: {broker.logs_dir}); Ctrl-C stops it"),
+        broker.wait, broker.stop)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
+from monitor.errors import ServiceError
+
 _PR_SET_PDEATHSIG = 1
 _live: set[subprocess.Popen[bytes]] = set()
 
@@ -138,3 +140,23 @@ def _stop_all() -> None:
     """Stop children still running when the interpreter exits normally."""
     for proc in list(_live):
         terminate(proc, timeout=10.0)
+
+
+def run_in_foreground(start: Callable[[], None], ready: Callable[[], str],
+                      wait: Callable[[], int], stop: Callable[[], None]) -> int:
+    """Start a local service, print ``ready()``, wait until it ends or Ctrl-C, then stop it.
+
+    The exit status is ``wait()``'s, 0 after Ctrl-C, and 1 (with the error on stderr) when the
+    service cannot start.
+    """
+    try:
+        start()
+        print(ready(), flush=True)
+        return wait()
+    except KeyboardInterrupt:
+        return 0
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stop()
