@@ -2,7 +2,9 @@
 
 Every HTTP request the proxy receives is, with probability ``fault_rate``, answered with one
 fault among the kinds that apply to it (the least injected so far, ties drawn at random, so
-every kind gets its turn); otherwise it is forwarded unchanged:
+every kind gets its turn); otherwise it is forwarded unchanged. The two kinds that apply only
+to some requests (``null_block``, ``behind``) are injected into the first request they apply
+to, whatever the draw, so a short run with few such requests still sees each of them:
 
 ``timeout``       no answer for ``timeout_seconds`` (longer than the client's timeout)
 ``429``           HTTP 429 with ``Retry-After: 1``
@@ -44,6 +46,9 @@ _BAD_BODIES = (b"<html><body>502 Bad Gateway</body></html>",
                b'{"jsonrpc": "2.0", "id": 1, "result": 0x1',
                b"\x00\xff\xfe not json")
 
+
+_SELECTIVE = ("null_block", "behind")
+"""Kinds that apply only to requests asking for a block or for the head."""
 
 class RpcFaultProxy:
     """Forwards JSON-RPC to ``upstream`` and injects faults into ``fault_rate`` of requests."""
@@ -134,6 +139,10 @@ class RpcFaultProxy:
                       and (k != "behind" or "eth_blockNumber" in methods)]
         with self._lock:
             self._requests += 1
+            first = [k for k in applicable if k in _SELECTIVE and self._injected[k] == 0]
+            if first:
+                self._injected[first[0]] += 1
+                return first[0]
             if not applicable or self._rng.random() >= self.fault_rate:
                 return None
             fewest = min(self._injected[k] for k in applicable)  # every kind gets its turn
