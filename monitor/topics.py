@@ -1,4 +1,4 @@
-"""Names and creation of chainwatch's Kafka topics."""
+"""Names, creation and reading back of chainwatch's Kafka topics."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
@@ -119,3 +120,30 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication_fact
             log.info("created topics: %s", ", ".join(t.name for t in missing))
     finally:
         await admin.close()
+
+
+async def read_partition(bootstrap: str, topic: str, partition: int = 0,
+                         max_fetch_bytes: int = 1024 * 1024) -> list[bytes]:
+    """Every committed value of one partition, from the beginning up to its end when called.
+
+    Reads ``read_committed``: blocks are written in transactions, and what an aborted one left
+    (a killed or fenced connector's batch) is not part of the topic's history. Tombstones
+    (``None`` values) are skipped.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", isolation_level="read_committed",
+                                max_partition_fetch_bytes=max_fetch_bytes)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        await consumer.seek_to_beginning(tp)
+        values: list[bytes] = []
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            values.extend(r.value for r in batch.get(tp, ())
+                          if r.value is not None and r.offset < end)
+        return values
+    finally:
+        await consumer.stop()

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from monitor.bench.worker import WorkerProcess, metric_value, proc_status
 from monitor.records import BLOCK_DECODER, Block, WatchEntry, encode
-from monitor.topics import TopicSpec, ensure_topics
+from monitor.topics import TopicSpec, ensure_topics, read_partition
 
 CHAIN = "bench"
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -67,26 +67,6 @@ async def produce_raw(bootstrap: str, topic: str, items: list[tuple[bytes, bytes
     finally:
         await producer.stop()
     return time.perf_counter() - began
-
-
-async def read_all(bootstrap: str, topic: str) -> list[bytes]:
-    """Every value of partition 0 of ``topic``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=MAX_MESSAGE_BYTES)
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        await consumer.seek_to_beginning(tp)
-        values: list[bytes] = []
-        while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=1000)
-            values.extend(r.value for r in batch.get(tp, []) if r.value is not None)
-        return values
-    finally:
-        await consumer.stop()
 
 
 def replicate_blocks(source: list[Block], count: int) -> list[Block]:
@@ -156,7 +136,8 @@ class ScreeningBench:
 
     async def prepare(self, source_topic: str, count: int, hits: list[str]) -> None:
         """Make ``count`` block messages out of the ingested blocks (renumbered copies)."""
-        source = [BLOCK_DECODER.decode(v) for v in await read_all(self.bootstrap, source_topic)]
+        raw = await read_partition(self.bootstrap, source_topic, max_fetch_bytes=MAX_MESSAGE_BYTES)
+        source = [BLOCK_DECODER.decode(v) for v in raw]
         source = [b for b in source if b.kind == "block"]
         if not source:
             raise RuntimeError(f"no blocks in {source_topic}")

@@ -154,29 +154,9 @@ class Pipeline:
 
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[bytes]:
-    """Every value currently in a single-partition topic, from the beginning, in order."""
+    """Every committed value currently in a single-partition topic, from the beginning."""
     import asyncio
 
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from monitor.topics import read_partition
 
-    async def read() -> list[bytes]:
-        # committed only: the connector writes blocks in transactions, and a killed one leaves
-        # aborted records that are not part of the topic's history
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                    auto_offset_reset="earliest",
-                                    isolation_level="read_committed")
-        await consumer.start()
-        try:
-            tp = TopicPartition(topic, 0)
-            consumer.assign([tp])
-            end = (await consumer.end_offsets([tp]))[tp]
-            await consumer.seek_to_beginning(tp)
-            values: list[bytes] = []
-            while await consumer.position(tp) < end:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                values.extend(r.value for r in batch.get(tp, []) if r.value is not None)
-            return values
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(asyncio.wait_for(read(), timeout))
+    return asyncio.run(asyncio.wait_for(read_partition(bootstrap, topic), timeout))

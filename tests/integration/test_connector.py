@@ -11,7 +11,6 @@ import uuid
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.evm.extract import EvmBlockSource
 from connectors.evm.heads import HeadTracker
@@ -21,7 +20,7 @@ from connectors.runner import run_connector
 from monitor.devservices import LocalAnvil
 from monitor.records import BLOCK_DECODER, Block
 from monitor.settings import ChainwatchConfig
-from monitor.topics import block_topic
+from monitor.topics import block_topic, read_partition
 
 pytestmark = pytest.mark.integration
 
@@ -76,23 +75,8 @@ def make_config(node: LocalAnvil, *, confirmations: int = 0, batch_size: int = 1
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[Block]:
-    """Every event of the block topic, in order."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                isolation_level="read_committed")  # blocks come in transactions
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        await consumer.seek_to_beginning(tp)
-        out: list[Block] = []
-        while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=1000)
-            out += [BLOCK_DECODER.decode(r.value) for r in batch.get(tp, ()) if r.offset < end]
-        return out
-    finally:
-        await consumer.stop()
+    """Every committed event of the block topic, in order."""
+    return [BLOCK_DECODER.decode(v) for v in await read_partition(bootstrap, topic)]
 
 
 async def wait_published(bootstrap: str, topic: str, predicate: Any, seconds: float = 30
