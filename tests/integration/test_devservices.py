@@ -53,7 +53,12 @@ async def test_broker_answers_and_creates_topics(kafka_broker: LocalKafka,
     try:
         topic = f"{unique_prefix}created"
         await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
-        assert topic in await admin.list_topics()
+        # CreateTopics answers once the controller has the topic; the broker's metadata cache
+        # catches up asynchronously (seen in CI with many topics on the session broker)
+        deadline = time.monotonic() + 30
+        while topic not in (listed := await admin.list_topics()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert topic in listed
     finally:
         await admin.close()
 
