@@ -97,9 +97,11 @@ class Retired(msgspec.Struct, frozen=True, array_like=True):
 class LifecycleState(msgspec.Struct, kw_only=True):
     """One chain's lifecycle state: the value of the ``lifecycle`` table, keyed by chain."""
 
-    # Applied event positions (offsets in the chain's block topic): every offset up to
-    # ``position`` is applied, and so are the few in ``ahead`` (events a consumer handed over
-    # out of order, e.g. a prefetched message right after faust's recovery seek).
+    # The offset of the last applied event in the chain's block topic. Events are applied in
+    # topic order: the screening agent screens only an event that follows the tip (and reads
+    # the topic again otherwise), so every offset up to ``position`` was applied or is not an
+    # event (Kafka's transaction markers take offsets too). ``ahead`` is read for states
+    # written by earlier versions (out-of-order positions above the mark) and never written.
     position: int = -1
     ahead: tuple[int, ...] = ()
     tip_number: int = -1
@@ -129,30 +131,19 @@ _STATE_DECODER = msgspec.json.Decoder(LifecycleState)
 _ENCODER = msgspec.json.Encoder()
 
 
-MAX_AHEAD = 10_000
-"""Out-of-order positions remembered above the contiguous mark before it is forced forward."""
-
-
 def is_applied(state: LifecycleState, position: int) -> bool:
     """Whether the event at ``position`` was applied already (a replay)."""
     return position <= state.position or position in state.ahead
 
 
 def applied_through(state: LifecycleState, position: int) -> tuple[int, tuple[int, ...]]:
-    """The contiguous mark and the set above it once ``position`` is applied as well."""
-    if state.position < 0:  # first event ever: wherever the consumer starts is the mark
-        return position, ()
-    ahead = set(state.ahead)
-    ahead.add(position)
-    mark = state.position
-    while mark + 1 in ahead:
-        mark += 1
-        ahead.discard(mark)
-    if len(ahead) > MAX_AHEAD:
-        log.error("positions %d..%d never arrived; moving past them", mark + 1,
-                  min(ahead) - 1)
-        mark, ahead = max(ahead), set()
-    return mark, tuple(sorted(ahead))
+    """The last applied position and the (legacy) positions above it once ``position`` is.
+
+    Offsets in a topic written in transactions are not contiguous (each commit marker takes
+    one), so the mark is the highest applied offset, not the end of a contiguous run.
+    """
+    mark = max(position, state.position)
+    return mark, tuple(p for p in state.ahead if p > mark)
 
 
 def mark_applied(state: LifecycleState, position: int) -> LifecycleState:

@@ -14,6 +14,12 @@ committed) every table write of it is acknowledged by the broker (:mod:`monitor.
 so a worker killed at any point resumes with state at least as new as its committed offset.
 The lifecycle state of a quiet block (nothing written, nothing emitted) is held back until the
 batch ends or the next block writes: replaying quiet blocks recomputes the same state.
+Every event must follow the screened tip of its chain (a block: the next number, its parent the
+tip; a revert: the tip itself). One that does not (a consumer that skipped or re-ordered events,
+whatever the cause) is not screened: the agent seeks the partition back to the event after the
+last applied one and reads again, so no block is ever silently skipped. Only when the re-read
+finds nothing in between (the topic itself has a break) is the event screened anyway, with an
+error logged and ``chainwatch_block_rereads_total{kind="break"}`` counted.
 Broker errors are retried until the broker is back (the partition waits: nothing can be emitted
 meanwhile); anything else about a message sends it to the dead-letter topic and consumption
 goes on.
@@ -45,6 +51,7 @@ from monitor.metrics import (
     ALERT_EVENTS,
     ALERT_LATENCY,
     ALERTS_RAISED,
+    BLOCK_REREADS,
     BLOCKS_SCREENED,
     DEAD_LETTERS,
     TRANSFERS_SCREENED,
@@ -150,14 +157,63 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
         # come first, and the earlier ones after it must still be screened (see lifecycle).
         return is_applied(lifecycle_state(lifecycle_key(block.chain)), position)
 
+    # Per chain: the offset of the out-of-sequence event that made the agent read again.
+    rereading: dict[str, int] = {}
+    resumed: set[str] = set()
+
+    def follows_tip(state: LifecycleState, block: Block) -> bool:
+        """Whether ``block`` is the next event of its chain after the screened tip."""
+        if state.tip_number < 0:
+            return True  # nothing screened yet: the consumer's start is the start
+        if block.kind == "revert":
+            return block.number == state.tip_number and block.hash == state.tip_hash
+        return block.number == state.tip_number + 1 and (
+            not state.tip_hash or block.parent_hash == state.tip_hash)
+
+    async def in_sequence(block: Block, position: int, event: faust.EventT) -> bool:
+        """Whether to screen ``block`` now; if it does not follow the tip, read again."""
+        state = lifecycle_state(lifecycle_key(block.chain))
+        if block.chain not in resumed:
+            resumed.add(block.chain)
+            log.info("screening %s from offset %s: applied through offset %s, tip block %s",
+                     block.chain, position, state.position, state.tip_number)
+        if follows_tip(state, block):
+            rereading.pop(block.chain, None)
+            return True
+        trigger = rereading.get(block.chain)
+        if trigger == position:  # read again from the tip: nothing in between
+            del rereading[block.chain]
+            BLOCK_REREADS.labels(block.chain, "break").inc()
+            log.error("%s %s %s (offset %s) does not follow the screened tip %s %s (offset %s) "
+                      "and nothing lies between them in the topic; screening it anyway",
+                      block.chain, block.kind, block.number, position, state.tip_number,
+                      state.tip_hash, state.position)
+            return True
+        if trigger is not None and position > trigger:
+            return False  # read before the seek; it comes again in order
+        rereading[block.chain] = position
+        BLOCK_REREADS.labels(block.chain, "reread").inc()
+        log.warning("%s %s %s (offset %s) does not follow the screened tip %s (offset %s); "
+                    "reading the topic again from offset %s", block.chain, block.kind,
+                    block.number, position, state.tip_number, state.position,
+                    state.position + 1)
+        try:
+            await app.consumer.seek(event.message.tp, state.position + 1)
+        except Exception as exc:  # e.g. the partition was just revoked: its new owner reads it
+            log.warning("%s: cannot seek %s to offset %s: %r", block.chain, event.message.tp,
+                        state.position + 1, exc)
+        return False
+
     def set_aside(chain: str, position: int) -> None:
         """Count a dead-lettered event as applied, so later ones are not held back."""
         key = lifecycle_key(chain)
         save_state(key, mark_applied(lifecycle_state(key), position))
 
-    async def process(block: Block, position: int) -> None:
+    async def process(block: Block, position: int, event: faust.EventT) -> None:
         if already_applied(block, position):
             return  # a replay after a restart: its events were sent and acknowledged
+        if not await in_sequence(block, position, event):
+            return
         if block.kind == "revert":
             log.warning("block %s %s on %s was reorged out", block.number, block.hash,
                         block.chain)
@@ -201,7 +257,7 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
         delay = 0.5
         while True:
             try:
-                await process(block, event.message.offset)
+                await process(block, event.message.offset, event)
                 return
             except KafkaError as exc:  # the broker is away: wait for it, lose nothing
                 log.warning("block %s on %s: broker error %r; retrying in %.1f s",
