@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,13 @@ _OUTCOMES: list[Outcome] = []
 @pytest.fixture()
 def services(tmp_path: Path, kafka_bootstrap: str, anvil_factory: AnvilFactory,
              kafka_factory: KafkaFactory) -> Iterator[Services]:
-    """The session broker, fresh anvil nodes and private brokers for one scenario."""
+    """The session broker, fresh anvil nodes and private brokers for one scenario.
+
+    ``CHAINWATCH_FAULT_SEED`` picks other random kill points, reorgs and faults (default 7).
+    """
     yield Services(bootstrap=kafka_bootstrap, workdir=tmp_path, new_anvil=anvil_factory,
-                   new_kafka=kafka_factory, seed=7, say=lambda text: None)
+                   new_kafka=kafka_factory,
+                   seed=int(os.environ.get("CHAINWATCH_FAULT_SEED", "7")), say=lambda text: None)
 
 
 @pytest.fixture()

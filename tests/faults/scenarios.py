@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import itertools
 import json
 import random
 import re
@@ -519,21 +518,29 @@ def _finish(outcome: Outcome, pipeline: FaultPipeline, started: float,
         with contextlib.suppress(Exception):  # diagnosis only: where did the missing ones stop?
             raised = {json.loads(v)["id"] for v in read_topic(
                 pipeline.bootstrap, f"{pipeline.prefix}alerts", timeout=20)}
-            outcome.info["missing, but in the alerts topic"] = len(set(outcome.missing) & raised)
-        with contextlib.suppress(Exception):  # the screening agent's applied block positions
-            from monitor.lifecycle import decode_state
-            positions = []  # the changelog holds activity too: keep the lifecycle states
-            for value in read_topic(pipeline.bootstrap,
-                                    f"{pipeline.prefix.rstrip('.')}-screening-changelog",
-                                    timeout=20):
-                with contextlib.suppress(Exception):
-                    if (position := decode_state(value).position) >= 0:
-                        positions.append(position)
-            jumps = [f"{a}->{b}" for a, b in itertools.pairwise(positions) if b > a + 1]
-            outcome.info["block-topic offsets skipped by screening"] = " ".join(jumps) or "none"
+            outcome.info["missing, but in the alerts topic"] = (
+                f"{len(set(outcome.missing) & raised)} (of {len(raised)} ids in the topic)")
+        outcome.info["blocks of the missing"] = " ".join(str(n) for n in sorted(
+            {outcome.expected[i].fact.block_number for i in outcome.missing
+             if i in outcome.expected}))
         outcome.info["logs"] = str(pipeline.workdir)
+        outcome.info["worker log"] = _log_digest(pipeline.workdir)
     services.say(outcome.table())
     return outcome
+
+
+_DIGEST = re.compile(r"WARNING|ERROR|CRITICAL|Traceback|screening \S+ from offset|Worker ready|"
+                     r"Executing _on_partitions_assigned|Signal received")
+
+
+def _log_digest(workdir: Path, limit: int = 40) -> str:
+    """The telling lines of every worker log (a failing run's tmp dir is gone in CI)."""
+    lines: list[str] = []
+    for path in sorted(workdir.glob("worker-*.log"), key=lambda p: int(p.stem.split("-")[1])):
+        picked = [line.strip()[:240] for line in path.read_text(errors="replace").splitlines()
+                  if _DIGEST.search(line)]
+        lines += [f"[{path.stem}] {line}" for line in picked[-limit:]]
+    return "\n    ".join(lines) or "none"
 
 
 # -- a receiver that can be down --------------------------------------------------------------
