@@ -153,8 +153,8 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
             save_state(key, state)
 
     def already_applied(block: Block, position: int) -> bool:
-        # Not "position <= last": after faust's recovery seek a prefetched later event can
-        # come first, and the earlier ones after it must still be screened (see lifecycle).
+        # At or below the last applied offset (events are applied in topic order: see
+        # in_sequence), or one of the out-of-order offsets a state of an earlier version kept.
         return is_applied(lifecycle_state(lifecycle_key(block.chain)), position)
 
     # Per chain: the offset of the out-of-sequence event that made the agent read again.
