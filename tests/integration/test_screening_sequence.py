@@ -10,8 +10,10 @@ block missing, and check what arrives at a real webhook receiver.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -90,53 +92,55 @@ def counter(text: str, kind: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def test_a_committed_offset_past_unscreened_blocks_is_read_again(
-        tmp_path: Path, kafka_bootstrap: str, unique_prefix: str, anvil: LocalAnvil) -> None:
-    topic = block_topic(unique_prefix, CHAIN)
+@contextlib.contextmanager
+def watching_worker(tmp_path: Path, kafka_bootstrap: str, prefix: str, anvil: LocalAnvil
+                    ) -> Iterator[tuple[Pipeline, ThreadedWebhookReceiver]]:
+    """A worker (no connector) watching the seized wallet, and the receiver of its alerts."""
     with ThreadedWebhookReceiver(SECRET) as receiver:
-        pipeline = Pipeline(tmp_path, kafka_bootstrap, unique_prefix, anvil.http_url,
+        pipeline = Pipeline(tmp_path, kafka_bootstrap, prefix, anvil.http_url,
                             webhook_url=receiver.url, extra={"taint": {"enabled": False}})
         try:
             pipeline.start("worker")
             pipeline.wait_ready()
             pipeline.watch([{"chain": CHAIN, "address": SEIZED, "case_id": "C-SEQ"}])
-            asyncio.run(publish(kafka_bootstrap, topic,
-                                [chain_block(n, paid=n == 3) for n in range(1, 11)]))
-            wait_blocks(receiver, {3}, pipeline)
-            pipeline.stop()
-
-            paid = {12, 15, 18}
-            offsets = asyncio.run(publish(kafka_bootstrap, topic, [
-                chain_block(n, paid=n in paid) for n in range(11, 21)]))
-            # the group's offset now says blocks 11..16 were handled; they were not
-            asyncio.run(commit_group_offset(kafka_bootstrap, unique_prefix.rstrip("."), topic,
-                                            offsets[17 - 11]))
-            pipeline.start("worker")
-            wait_blocks(receiver, {3, *paid}, pipeline)
-            metrics = pipeline.metrics()
-            assert counter(metrics, "reread") >= 1, metrics
-            assert counter(metrics, "break") == 0, metrics
-            numbers = [r.alert.block_number for r in receiver.alerts]
-            assert sorted(numbers) == [3, 12, 15, 18], numbers  # each once
+            yield pipeline, receiver
         finally:
             pipeline.stop()
+
+
+def test_a_committed_offset_past_unscreened_blocks_is_read_again(
+        tmp_path: Path, kafka_bootstrap: str, unique_prefix: str, anvil: LocalAnvil) -> None:
+    topic = block_topic(unique_prefix, CHAIN)
+    with watching_worker(tmp_path, kafka_bootstrap, unique_prefix, anvil) as (pipeline,
+                                                                          receiver):
+        asyncio.run(publish(kafka_bootstrap, topic,
+                            [chain_block(n, paid=n == 3) for n in range(1, 11)]))
+        wait_blocks(receiver, {3}, pipeline)
+        pipeline.stop()
+
+        paid = {12, 15, 18}
+        offsets = asyncio.run(publish(kafka_bootstrap, topic, [
+            chain_block(n, paid=n in paid) for n in range(11, 21)]))
+        # the group's offset now says blocks 11..16 were handled; they were not
+        asyncio.run(commit_group_offset(kafka_bootstrap, unique_prefix.rstrip("."), topic,
+                                        offsets[17 - 11]))
+        pipeline.start("worker")
+        wait_blocks(receiver, {3, *paid}, pipeline)
+        metrics = pipeline.metrics()
+        assert counter(metrics, "reread") >= 1, metrics
+        assert counter(metrics, "break") == 0, metrics
+        numbers = [r.alert.block_number for r in receiver.alerts]
+        assert sorted(numbers) == [3, 12, 15, 18], numbers  # each once
 
 
 def test_a_block_missing_from_the_topic_is_screened_after_one_reread_and_reported(
         tmp_path: Path, kafka_bootstrap: str, unique_prefix: str, anvil: LocalAnvil) -> None:
     topic = block_topic(unique_prefix, CHAIN)
-    with ThreadedWebhookReceiver(SECRET) as receiver:
-        pipeline = Pipeline(tmp_path, kafka_bootstrap, unique_prefix, anvil.http_url,
-                            webhook_url=receiver.url, extra={"taint": {"enabled": False}})
-        try:
-            pipeline.start("worker")
-            pipeline.wait_ready()
-            pipeline.watch([{"chain": CHAIN, "address": SEIZED, "case_id": "C-SEQ"}])
-            blocks = [chain_block(n, paid=n in (2, 7, 9)) for n in range(1, 11) if n != 5]
-            asyncio.run(publish(kafka_bootstrap, topic, blocks))
-            wait_blocks(receiver, {2, 7, 9}, pipeline)
-            metrics = pipeline.metrics()
-            assert counter(metrics, "break") == 1, metrics
-            assert "does not follow the screened tip 4" in pipeline.logs()
-        finally:
-            pipeline.stop()
+    with watching_worker(tmp_path, kafka_bootstrap, unique_prefix, anvil) as (pipeline,
+                                                                          receiver):
+        blocks = [chain_block(n, paid=n in (2, 7, 9)) for n in range(1, 11) if n != 5]
+        asyncio.run(publish(kafka_bootstrap, topic, blocks))
+        wait_blocks(receiver, {2, 7, 9}, pipeline)
+        metrics = pipeline.metrics()
+        assert counter(metrics, "break") == 1, metrics
+        assert "does not follow the screened tip 4" in pipeline.logs()

@@ -34,6 +34,7 @@ from tests.faults.scenarios import (
     _LiveTraffic,
     await_alerts,
 )
+from tests.integration.test_connector_ha import _wait
 from tests.support.receivers import ThreadedWebhookReceiver
 
 pytestmark = pytest.mark.integration
@@ -51,15 +52,6 @@ def _deliveries(pipeline: FaultPipeline) -> float:
     match = re.search(r'^chainwatch_sink_deliveries_total\{sink="hook"\} ([0-9.e+]+)$', text,
                       re.MULTILINE)
     return float(match.group(1)) if match else 0.0
-
-
-def _wait(condition: object, timeout: float, what: str, logs: object) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{logs()}")  # type: ignore[operator]
 
 
 def test_a_worker_added_mid_stream_takes_alert_partitions_over(
