@@ -19,6 +19,7 @@ from monitor.runtime import RuntimeService, WorkerRuntime
 from monitor.screening import ChainPolicy, ScopedRule, Screener
 from monitor.settings import ChainwatchConfig, EnvSettings
 from monitor.sinks.base import SinkContext, build_sinks
+from monitor.statestore import prepare_state_store
 from monitor.taint import TaintPolicy
 from monitor.topics import Topics, replication_configs
 from monitor.watchlist import WatchlistReplica, WatchlistWriter
@@ -73,10 +74,12 @@ def build_runtime(config: ChainwatchConfig, env: EnvSettings, bootstrap: str,
 def create_app(runtime: WorkerRuntime, metrics: bool = True) -> faust.App:
     """Construct the Faust app for ``runtime``; pass ``metrics=False`` in unit tests."""
     config = runtime.config
+    state = prepare_state_store(config.worker, runtime.env, config.app_id)
     app = ChainwatchApp(  # faust.App consuming read_committed (connectors write transactions)
         config.app_id,
         broker=f"kafka://{runtime.bootstrap}",
-        store="memory://",
+        store=state.url,  # memory:// or rocksdb:// (worker.store)
+        datadir=str(state.datadir),  # tables in <datadir>/v1/tables (worker.state_dir)
         autodiscover=False,
         web_enabled=True,
         web_bind=config.api.host,

@@ -289,6 +289,27 @@ class ApiConfig(_Strict):
     alert_index_max: int = Field(default=50_000, ge=100, le=5_000_000)
 
 
+class WorkerConfig(_Strict):
+    """Where a worker keeps its Faust tables (``screening``, ``delivered``): memory or RocksDB."""
+
+    # memory: rebuilt from the changelog topics at every start. rocksdb: RocksDB files (through
+    # rocksdict) under state_dir that remember the changelog offset they hold, so a restarted
+    # worker reads only the changelog's tail. See deploy/README.md, "State stores".
+    store: Literal["memory", "rocksdb"] = "memory"
+    # Faust's data directory (tables in <state_dir>/v1/tables), one per worker process; relative
+    # to the working directory. Default: $CHAINWATCH_STATE_DIR/worker/<app_id>.
+    state_dir: str | None = Field(default=None, min_length=1, max_length=4096)
+
+    @field_validator("state_dir")
+    @classmethod
+    def _plain_path(cls, value: str | None) -> str | None:
+        # faust formats the path with str.format (``{conf}``): braces would be taken as fields
+        if value is not None and any(c in value for c in "{}\0\n\r"):
+            raise ValueError("must be a plain directory path (no braces, NUL or line breaks), "
+                             f"got {value!r}")
+        return value
+
+
 class SinksPolicy(_Strict):
     """Where sinks may send alerts (see :mod:`monitor.egress`); checked at start and connect."""
 
@@ -329,6 +350,7 @@ class ChainwatchConfig(_Strict):
     taint: TaintConfig = TaintConfig()
     api: ApiConfig = ApiConfig()
     sinks_policy: SinksPolicy = SinksPolicy()
+    worker: WorkerConfig = WorkerConfig()
     app_id: str = Field(default="chainwatch", pattern=r"^[A-Za-z0-9._-]+$")
 
     @model_validator(mode="after")
