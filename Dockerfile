@@ -53,7 +53,7 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m pip install --no-index --find-links=/wheels chainwatch==0.1.0 \
     && chainwatch --help > /dev/null
 
-# Faust keeps its data directory (<app_id>-data) under the working directory: the state volume.
+# Workers keep Faust's data directory under $CHAINWATCH_STATE_DIR (worker.state_dir): the state volume.
 WORKDIR /var/lib/chainwatch
 VOLUME ["/var/lib/chainwatch"]
 USER 10001:10001

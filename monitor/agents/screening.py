@@ -112,7 +112,7 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
             return deferred[key]
         raw = state_table.get(key)
         cached = decoded.get(key)
-        if cached is not None and cached[0] is raw:
+        if cached is not None and cached[0] == raw:  # RocksDB returns a new bytes object
             return cached[1]
         state = decode_state(raw)
         decoded[key] = (raw, state)
