@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -99,6 +100,65 @@ class Block(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
     interactions: tuple[Transfer, ...] = ()
     # ERC-20 ``Approval`` logs of successful transactions, in log order.
     approvals: tuple[Approval, ...] = ()
+
+
+class TransferEnds(msgspec.Struct, frozen=True, gc=False):
+    """The part of a transfer (or zero-value call) that decides whether a block needs screening.
+
+    Decoded by :data:`BLOCK_DIGEST_DECODER` instead of the whole :class:`Transfer`: its chain
+    and both ends; every other field is skipped unparsed.
+    """
+
+    chain: str
+    from_address: str = msgspec.field(name="from")
+    to_address: str = msgspec.field(name="to")
+
+
+class DatedTransferEnds(TransferEnds, frozen=True, gc=False):
+    """:class:`TransferEnds` with the block time, for screening against dated address lists."""
+
+    block_time: int
+
+
+class ApprovalEnds(msgspec.Struct, frozen=True, gc=False):
+    """The part of an approval that decides whether a block needs screening: its owner."""
+
+    chain: str
+    owner: str
+
+
+class BlockDigest(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """A block message read only as far as deciding whether it needs screening.
+
+    Header fields as in :class:`Block`, and only the ends of each transfer, interaction and
+    approval: a block none of whose addresses is watched or listed is settled from this alone
+    (``Screener.needs_screening``), without building a :class:`Transfer` per transfer. Only
+    the fields read here are validated; a block that needs screening is decoded in full.
+    """
+
+    chain: str
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int
+    kind: BlockEventKind = "block"
+    head: int = 0
+    transfers: Sequence[TransferEnds] = ()
+    interactions: Sequence[TransferEnds] = ()
+    approvals: Sequence[ApprovalEnds] = ()
+
+    def header(self) -> Block:
+        """The block event without its transfers (what the lifecycle reads of a quiet block)."""
+        return Block(chain=self.chain, number=self.number, hash=self.hash,
+                     parent_hash=self.parent_hash, timestamp=self.timestamp, kind=self.kind,
+                     head=self.head)
+
+
+class DatedBlockDigest(BlockDigest, frozen=True, gc=False, kw_only=True):
+    """A :class:`BlockDigest` whose transfers and interactions carry their block time."""
+
+    transfers: Sequence[DatedTransferEnds] = ()
+    interactions: Sequence[DatedTransferEnds] = ()
 
 
 class TaintHop(msgspec.Struct, frozen=True, array_like=True):
@@ -234,6 +294,10 @@ def alert_id(rule: str, transfer_id: str, case_id: str) -> str:
 
 BLOCK_ENCODER = msgspec.json.Encoder()
 BLOCK_DECODER = msgspec.json.Decoder(Block)
+BLOCK_DIGEST_DECODER = msgspec.json.Decoder(BlockDigest)
+"""Decodes a block message into a :class:`BlockDigest` (ends only), several times faster."""
+DATED_BLOCK_DIGEST_DECODER = msgspec.json.Decoder(DatedBlockDigest)
+"""As :data:`BLOCK_DIGEST_DECODER`, with block times (for screening against address lists)."""
 ALERT_DECODER = msgspec.json.Decoder(Alert)
 WATCH_DECODER = msgspec.json.Decoder(WatchEntry)
 

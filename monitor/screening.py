@@ -10,15 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from connectors.evm.facts import AddressFact
 from monitor.lists import ListHit, ListIndex
 from monitor.records import (
+    BLOCK_DIGEST_DECODER,
+    DATED_BLOCK_DIGEST_DECODER,
     Alert,
     AlertKind,
     Approval,
     Asset,
     Block,
+    BlockDigest,
+    DatedBlockDigest,
     TaintMark,
     Transfer,
     WatchEntry,
@@ -37,6 +42,9 @@ from rules.state import (
 )
 
 _NO_HITS: tuple[ListHit, ...] = ()
+_FROM_OF = attrgetter("from_address")
+_TO_OF = attrgetter("to_address")
+_OWNER_OF = attrgetter("owner")
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +191,54 @@ class Screener:
             if a.owner in tainted or watchlist.lookup(a.chain, a.owner):
                 relevant.add(a.owner)
         return relevant
+
+    def digest(self, raw: bytes) -> BlockDigest:
+        """Read a block message only as far as :meth:`needs_screening` needs.
+
+        Block times are read only when address lists are configured. Raises
+        ``msgspec.DecodeError`` or ``msgspec.ValidationError`` as the full decoder does.
+        """
+        if self.lists is None:
+            return BLOCK_DIGEST_DECODER.decode(raw)
+        return DATED_BLOCK_DIGEST_DECODER.decode(raw)
+
+    def needs_screening(self, digest: BlockDigest, watchlist: Watchlist) -> bool:
+        """Whether :meth:`screen` could find anything in the block: alerts, activity or taint.
+
+        False exactly when no end of a transfer is watched or listed, no end of a zero-value
+        call is listed (if interaction rules and lists are configured) and no approval owner
+        is watched (if approval rules are configured): :meth:`screen` would then return an
+        empty outcome, so the block is settled without decoding its transfers. A revert, or a
+        block with items of another chain than its own, always needs the full event.
+        """
+        if digest.kind != "block":
+            return True
+        chain = digest.chain
+        transfers = digest.transfers
+        approvals = digest.approvals if self._approval_rules else ()
+        if not (all(t.chain == chain for t in transfers)
+                and all(a.chain == chain for a in approvals)):
+            return True
+        if (watchlist.watches_any(chain, map(_FROM_OF, transfers))
+                or watchlist.watches_any(chain, map(_TO_OF, transfers))
+                or watchlist.watches_any(chain, map(_OWNER_OF, approvals))):
+            return True
+        if self.lists is None:
+            return False
+        if not isinstance(digest, DatedBlockDigest):
+            return True  # no block times to judge list hits by
+        calls = digest.interactions if self._interaction_rules else ()
+        hits = self._hits
+        return any(hits(t.from_address, t.block_time) or hits(t.to_address, t.block_time)
+                   for items in (digest.transfers, calls) for t in items)
+
+    @property
+    def _approval_rules(self) -> bool:
+        return any(s.rule.screens_approvals for s in self.rules)
+
+    @property
+    def _interaction_rules(self) -> bool:
+        return any(s.rule.screens_interactions for s in self.rules)
 
     def _hits(self, address: str, at: int) -> Sequence[ListHit]:
         return self.lists.hits(address, at) if self.lists is not None else _NO_HITS

@@ -173,6 +173,21 @@ class Watchlist:
         return tuple(self._entry(chain, address, s) for s in _SLOT_DECODER.decode(raw)
                      if self._address(s) == address)
 
+    def watches_any(self, chain: str, addresses: Iterable[str]) -> bool:
+        """Whether any of ``addresses`` has an entry on ``chain`` (exact, decodes only on a hit).
+
+        The quick test of a whole block: one probe of the chain's index per address, and a
+        full :meth:`lookup` only when the probe finds a slot (the address or a hash neighbour).
+        """
+        slots = self._chains.get(chain)
+        if not slots:
+            return False
+        mask = self._mask
+        for address in addresses:
+            if (hash(address) & mask) in slots and self.lookup(chain, address):
+                return True
+        return False
+
     def entries(self) -> Iterable[WatchEntry]:
         """Every entry, in no particular order."""
         for chain, slots in list(self._chains.items()):

@@ -101,7 +101,8 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         if base:
             text = (f"in-process screen_block ({int(base_key):,}): "
                     f"{num(base.get('screen_block'))}; Screener {num(base.get('screener'))};"
-                    f" decode {num(base.get('decode'))}")
+                    f" decode {num(base.get('decode'))}"
+                    + (f"; digest {num(base['digest'])}" if base.get("digest") else ""))
             ratio = _fmt_ratio(_ratio(run.get("transfers_per_second"),
                                       base.get("screen_block")))
         else:

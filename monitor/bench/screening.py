@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from monitor.bench.worker import WorkerProcess, metric_value, proc_status
+from monitor.bench.worker import WorkerProcess, cpu_seconds, metric_value, proc_status
 from monitor.records import BLOCK_DECODER, Block, WatchEntry, encode
 from monitor.topics import TopicSpec, ensure_topics, read_partition
 
@@ -101,6 +102,10 @@ class ScreeningRun:
     complete: bool = False
     steady: bool = False  # rate taken between samples inside the run (not start to end)
     publish_seconds: float = 0.0  # writing the block messages, which the worker reads as they come
+    # CPU time the worker spent per screened transfer over the same window as the rate (all
+    # threads, and the main thread that runs the agents): steadier than the rate on a busy host.
+    cpu_us_per_transfer: float | None = None
+    main_cpu_us_per_transfer: float | None = None
     error: str | None = None
 
 
@@ -215,26 +220,31 @@ class ScreeningBench:
                             .specs())
 
     def run_worker(self, size: int, run_id: str, poll: float = 0.2,
-                   window: float = 60.0) -> ScreeningRun:
+                   window: float = 60.0, env: dict[str, str] | None = None,
+                   on_ready: Callable[[int], object] | None = None) -> ScreeningRun:
         """Start a worker, sample its rate and RSS until it screened every transfer.
 
         A slow run is cut ``window`` seconds after its first screened block: the rate is
-        then the one of that window (``complete`` is False).
+        then the one of that window (``complete`` is False). ``env`` is added to the worker's
+        environment; ``on_ready`` gets the worker's pid once it is ready (e.g. to profile it).
         """
         result = ScreeningRun(watched=size)
         asyncio.run(self._prepare_run(size))
         worker = WorkerProcess(self.workdir, self.config(f"bench-screen-{run_id}-{size}", size),
-                               name=f"screen-{size}")
+                               env=env, name=f"screen-{size}-{run_id}")
         total = self.transfers
         worker.start()
         try:
             began = time.monotonic()
             result.ready_seconds = worker.wait_ready(600)
             result.rss_ready_mb = proc_status(worker.pid).get("VmRSS", 0.0)
+            if on_ready is not None:
+                on_ready(worker.pid)
             ready_at = time.monotonic()
             # Blocks arrive only now: the worker consumes them as it screens.
             result.publish_seconds = asyncio.run(self._publish_blocks(size))
             marks: list[tuple[float, float]] = [(ready_at, 0.0)]
+            cpu: dict[float, tuple[float, float]] = {ready_at: cpu_seconds(worker.pid)}
             while time.monotonic() - began < 900:
                 worker.check_alive()
                 try:
@@ -247,6 +257,7 @@ class ScreeningBench:
                                      f'chain="{CHAIN}"')
                 if not marks or value != marks[-1][1]:
                     marks.append((now, value))
+                    cpu[now] = cpu_seconds(worker.pid)
                 moved = [t for t, v in marks if v > 0]
                 if value >= total or (moved and now - moved[0] >= window):
                     result.alerts = metric_value(text, "chainwatch_alerts_raised_total")
@@ -274,6 +285,10 @@ class ScreeningBench:
             result.steady = len(inside) >= 3
             result.transfers = int(v1 - v0)
             result.seconds = t1 - t0
+            if result.transfers > 0:
+                result.cpu_us_per_transfer = (cpu[t1][0] - cpu[t0][0]) * 1e6 / result.transfers
+                result.main_cpu_us_per_transfer = ((cpu[t1][1] - cpu[t0][1]) * 1e6
+                                                   / result.transfers)
             if result.seconds > 0:
                 result.transfers_per_second = result.transfers / result.seconds
         except RuntimeError as exc:
@@ -285,7 +300,10 @@ class ScreeningBench:
 
 def in_process_rate(raw: list[bytes], entries: list[WatchEntry], config: dict[str, Any],
                     repeat_seconds: float = 2.0) -> dict[str, float]:
-    """Rates of ``screen_block``, the configured ``Screener`` and decoding, in this process.
+    """Rates of ``screen_block``, the configured ``Screener``, decoding and the quiet check.
+
+    The quiet check (``digest``) is the digest decode and ``Screener.needs_screening``: all the
+    agent does per transfer of a block in which nothing is watched.
 
     No Kafka, no tables, no faust: the floor that the worker's figure is compared with.
     """
@@ -327,5 +345,9 @@ def in_process_rate(raw: list[bytes], entries: list[WatchEntry], config: dict[st
         for r in raw:
             BLOCK_DECODER.decode(r)
 
+    def quiet_check() -> None:  # what the agent does with a block nothing in it is watched
+        for r in raw:
+            screener.needs_screening(screener.digest(r), watchlist)
+
     return {"screen_block": timed(screen_only), "screener": timed(configured_screener),
-            "decode": timed(decode_only)}
+            "decode": timed(decode_only), "digest": timed(quiet_check)}

@@ -32,6 +32,20 @@ def proc_status(pid: int) -> dict[str, float]:
     return out
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of a process and of its main thread, from ``/proc``."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def read(path: str) -> float:
+        try:
+            fields = Path(path).read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14 and 15)
+
+    return read(f"/proc/{pid}/stat"), read(f"/proc/{pid}/task/{pid}/stat")
+
+
 def metric_value(text: str, name: str, labels: str = "") -> float:
     """Sum of the samples of ``name`` whose label text contains ``labels``."""
     total = 0.0
