@@ -74,11 +74,12 @@ DEAD_LETTERS = Counter(
     "Messages that could not be processed and went to the dead-letter topic.",
     ["stage"],
 )
-BLOCK_REREADS = Counter(
-    "chainwatch_block_rereads_total",
-    "Block events that did not follow the screened tip, so the worker read the topic again "
-    "from the event after the tip (kind: reread; break: re-read found nothing in between).",
-    ["chain", "kind"],
+REREADS = Counter(
+    "chainwatch_rereads_total",
+    "Events that arrived out of order (a block not following the screened tip, an alert offset "
+    "after a gap), so the worker read the partition again (kind: reread), or, when the re-read "
+    "found nothing in between, handled them anyway (kind: break).",
+    ["topic", "kind"],
 )
 SINK_DELIVERIES = Counter(
     "chainwatch_sink_deliveries_total", "Alerts delivered, by sink.", ["sink"]

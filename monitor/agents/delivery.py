@@ -1,4 +1,11 @@
-"""Delivery agent: reads alerts and hands each to every sink that accepts it, once."""
+"""Delivery agent: reads alerts and hands each to every sink that accepts it, once.
+
+The ``delivered`` table records, per sink, which alert events were delivered, and per alerts
+partition the offset of the last event handled (``@offset:<partition>``). An event whose offset
+is not the next one is delivered only after the ones in between, read from the broker
+(:mod:`monitor.agents.sequence`), so an offset committed past alerts never delivered cannot make
+the worker skip them.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,10 @@ from typing import Any
 
 import faust
 import msgspec
+from aiokafka.errors import KafkaError
 
 from monitor.agents.durable import durable_table, settle_while_broker_away
+from monitor.agents.sequence import Record, read_between, report_fill
 from monitor.deadletter import dead_letter
 from monitor.lifecycle import delivery_key
 from monitor.metrics import DEAD_LETTERS
@@ -49,25 +58,55 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
             DEAD_LETTERS.labels("delivery").inc()
         delivered[key] = True
 
-    @app.agent(alerts_topic, name="deliver-alerts")
-    async def deliver(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            raw: bytes = event.value
-            try:
-                alert = ALERT_DECODER.decode(raw)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                sent = await deadletter_topic.send(key=event.message.key, value=dead_letter(
-                    "delivery-decode", exc, raw, topic=event.message.topic))
-                await sent
-                DEAD_LETTERS.labels("delivery-decode").inc()
-                continue
+    async def deliver_record(record: Record) -> None:
+        """Hand one alert event to every sink that accepts it, and note it handled."""
+        try:
+            alert = ALERT_DECODER.decode(record.value)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            sent = await deadletter_topic.send(key=record.key, value=dead_letter(
+                "delivery-decode", exc, record.value, topic=record.topic))
+            await sent
+            DEAD_LETTERS.labels("delivery-decode").inc()
+        else:
             sinks = [s for s in runtime.sinks if s.accepts(alert)]
-            results = await asyncio.gather(*(deliver_one(s, alert, raw) for s in sinks),
-                                           return_exceptions=True)
+            results = await asyncio.gather(*(deliver_one(s, alert, record.value)
+                                             for s in sinks), return_exceptions=True)
             for sink, result in zip(sinks, results, strict=True):
                 if isinstance(result, BaseException):
                     log.error("delivery to %s raised %r", sink.name, result)
-            await settle_while_broker_away(delivered)
+        delivered[f"@offset:{record.partition}"] = record.offset  # the event's partition
+        await settle_while_broker_away(delivered)
+
+    async def catch_up(record: Record) -> bool:
+        """Deliver what a consumer skipped before ``record``; False if it was handled already."""
+        mark = f"@offset:{record.partition}"
+        last = int(delivered[mark]) if mark in delivered else None
+        if last is None or record.offset == last + 1:
+            return True
+        if record.offset <= last:
+            return False  # handled before a restart: its deliveries are recorded
+        delay = 0.5
+        while True:
+            try:
+                skipped = await read_between(runtime.bootstrap, record.topic, record.partition,
+                                             last + 1, record.offset)
+                break
+            except KafkaError as exc:  # the broker is away: wait for it, lose nothing
+                log.warning("reading skipped alerts failed (%r); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+        report_fill("delivery", record.topic, f"alert event at offset {record.offset} does not "
+                    f"follow offset {last}", last + 1, record.offset, len(skipped))
+        for found in skipped:
+            await deliver_record(Record.of_consumer(found))
+        return True
+
+    @app.agent(alerts_topic, name="deliver-alerts")
+    async def deliver(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            record = Record.of_event(event)
+            if await catch_up(record):
+                await deliver_record(record)
 
     return deliver
 

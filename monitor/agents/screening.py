@@ -15,11 +15,11 @@ so a worker killed at any point resumes with state at least as new as its commit
 The lifecycle state of a quiet block (nothing written, nothing emitted) is held back until the
 batch ends or the next block writes: replaying quiet blocks recomputes the same state.
 Every event must follow the screened tip of its chain (a block: the next number, its parent the
-tip; a revert: the tip itself). One that does not (a consumer that skipped or re-ordered events,
-whatever the cause) is not screened: the agent seeks the partition back to the event after the
-last applied one and reads again, so no block is ever silently skipped. Only when the re-read
-finds nothing in between (the topic itself has a break) is the event screened anyway, with an
-error logged and ``chainwatch_block_rereads_total{kind="break"}`` counted.
+tip; a revert: the tip itself). Before one that does not (a consumer that skipped events,
+whatever the cause), the agent reads the records between the tip and it from the broker and
+screens them first (:mod:`monitor.agents.sequence`), so no block is ever silently skipped. Only
+when nothing lies in between (the topic itself has a break) is the event screened as it is,
+with an error logged and ``chainwatch_rereads_total{kind="break"}`` counted.
 Broker errors are retried until the broker is back (the partition waits: nothing can be emitted
 meanwhile); anything else about a message sends it to the dead-letter topic and consumption
 goes on.
@@ -37,6 +37,7 @@ import msgspec
 from aiokafka.errors import KafkaError
 
 from monitor.agents.durable import durable_table, settle_while_broker_away
+from monitor.agents.sequence import Record, read_between, report_fill
 from monitor.deadletter import dead_letter
 from monitor.lifecycle import (
     LifecycleState,
@@ -51,7 +52,6 @@ from monitor.metrics import (
     ALERT_EVENTS,
     ALERT_LATENCY,
     ALERTS_RAISED,
-    BLOCK_REREADS,
     BLOCKS_SCREENED,
     DEAD_LETTERS,
     TRANSFERS_SCREENED,
@@ -157,8 +157,6 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
         # in_sequence), or one of the out-of-order offsets a state of an earlier version kept.
         return is_applied(lifecycle_state(lifecycle_key(block.chain)), position)
 
-    # Per chain: the offset of the out-of-sequence event that made the agent read again.
-    rereading: dict[str, int] = {}
     resumed: set[str] = set()
 
     def follows_tip(state: LifecycleState, block: Block) -> bool:
@@ -170,54 +168,54 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
         return block.number == state.tip_number + 1 and (
             not state.tip_hash or block.parent_hash == state.tip_hash)
 
-    async def in_sequence(block: Block, position: int, event: faust.EventT) -> bool:
-        """Whether to screen ``block`` now; if it does not follow the tip, read again."""
+    async def fill_gap(block: Block, record: Record) -> None:
+        """Screen the records a consumer skipped between the screened tip and ``record``."""
         state = lifecycle_state(lifecycle_key(block.chain))
         if block.chain not in resumed:
             resumed.add(block.chain)
             log.info("screening %s from offset %s: applied through offset %s, tip block %s",
-                     block.chain, position, state.position, state.tip_number)
+                     block.chain, record.offset, state.position, state.tip_number)
         if follows_tip(state, block):
-            rereading.pop(block.chain, None)
-            return True
-        trigger = rereading.get(block.chain)
-        if trigger == position:  # read again from the tip: nothing in between
-            del rereading[block.chain]
-            BLOCK_REREADS.labels(block.chain, "break").inc()
-            log.error("%s %s %s (offset %s) does not follow the screened tip %s %s (offset %s) "
-                      "and nothing lies between them in the topic; screening it anyway",
-                      block.chain, block.kind, block.number, position, state.tip_number,
-                      state.tip_hash, state.position)
-            return True
-        if trigger is not None and position > trigger:
-            return False  # read before the seek; it comes again in order
-        rereading[block.chain] = position
-        BLOCK_REREADS.labels(block.chain, "reread").inc()
-        log.warning("%s %s %s (offset %s) does not follow the screened tip %s (offset %s); "
-                    "reading the topic again from offset %s", block.chain, block.kind,
-                    block.number, position, state.tip_number, state.position,
-                    state.position + 1)
-        try:
-            await app.consumer.seek(event.message.tp, state.position + 1)
-        except Exception as exc:  # e.g. the partition was just revoked: its new owner reads it
-            log.warning("%s: cannot seek %s to offset %s: %r", block.chain, event.message.tp,
-                        state.position + 1, exc)
-        return False
+            return
+        start = state.position + 1
+        skipped = await read_between(runtime.bootstrap, record.topic, record.partition, start,
+                                     record.offset)
+        report_fill("screening", record.topic,
+                    f"{block.chain} {block.kind} {block.number} (offset {record.offset}) does "
+                    f"not follow the screened tip {state.tip_number} (offset {state.position})",
+                    start, record.offset, len(skipped))
+        for found in skipped:  # each in turn follows the tip, or is a break of its own
+            await screen_record(Record.of_consumer(found))
 
     def set_aside(chain: str, position: int) -> None:
         """Count a dead-lettered event as applied, so later ones are not held back."""
         key = lifecycle_key(chain)
         save_state(key, mark_applied(lifecycle_state(key), position))
 
-    async def process(block: Block, position: int, event: faust.EventT) -> None:
+    def decode(raw: bytes) -> tuple[Block, int | None]:
+        """The block event; only its header and transfer count when nothing in it is watched.
+
+        The digest (header and the ends of each transfer) tells whether screening could find
+        anything (``Screener.needs_screening``); only then is the message decoded in full.
+        """
+        digest = runtime.screener.digest(raw)
+        if runtime.screener.needs_screening(digest, runtime.replica):
+            return BLOCK_DECODER.decode(raw), None
+        return digest.header(), len(digest.transfers)
+
+    async def process(block: Block, record: Record, settled: int | None) -> None:
+        position = record.offset
         if already_applied(block, position):
             return  # a replay after a restart: its events were sent and acknowledged
-        if not await in_sequence(block, position, event):
-            return
+        await fill_gap(block, record)
         if block.kind == "revert":
             log.warning("block %s %s on %s was reorged out", block.number, block.hash,
                         block.chain)
             await advance(block, position, [], time.time())
+            return
+        if settled is not None:  # nothing watched or listed: screening would find nothing
+            await advance(block, position, [], time.time(), quiet=True)
+            TRANSFERS_SCREENED.labels(block.chain).inc(settled)
             return
         policy = runtime.policies.get(block.chain, ChainPolicy(confirmations=0))
         screener = runtime.screener
@@ -243,21 +241,21 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
         await advance(block, position, outcome.alerts, now, quiet=quiet)
         TRANSFERS_SCREENED.labels(block.chain).inc(len(block.transfers))
 
-    async def screen_event(event: faust.EventT) -> None:
-        raw: bytes = event.value
+    async def screen_record(record: Record) -> None:
+        """Screen one block message (first the ones a consumer skipped before it, if any)."""
         try:
-            block = BLOCK_DECODER.decode(raw)
+            block, settled = decode(record.value)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            await _to_deadletter(deadletter_topic, "screening", exc, event)
-            chain = chain_of_topic.get(event.message.topic)
+            await _to_deadletter(deadletter_topic, "screening", exc, record)
+            chain = chain_of_topic.get(record.topic)
             if chain is not None:
-                set_aside(chain, event.message.offset)
+                set_aside(chain, record.offset)
             return
         BLOCKS_SCREENED.labels(block.chain).inc()
         delay = 0.5
         while True:
             try:
-                await process(block, event.message.offset, event)
+                await process(block, record, settled)
                 return
             except KafkaError as exc:  # the broker is away: wait for it, lose nothing
                 log.warning("block %s on %s: broker error %r; retrying in %.1f s",
@@ -267,8 +265,8 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
             except Exception as exc:  # a poison message must never stall the partition
                 log.exception("screening block %s failed; sent to the dead-letter topic",
                               block.number)
-                await _to_deadletter(deadletter_topic, "screening", exc, event)
-                set_aside(block.chain, event.message.offset)
+                await _to_deadletter(deadletter_topic, "screening", exc, record)
+                set_aside(block.chain, record.offset)
                 return
 
     @app.agent(block_topics, name="screen-blocks")
@@ -277,7 +275,7 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
         batches = cast(Any, stream).take_events(BATCH_MAX_EVENTS, within=BATCH_WAIT_SECONDS)
         async for events in batches:
             for event in events:
-                await screen_event(event)
+                await screen_record(Record.of_event(event))
             save_deferred()
             await settle_while_broker_away(state_table)  # before the batch is acknowledged
 
@@ -285,10 +283,9 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
 
 
 async def _to_deadletter(topic: faust.TopicT, stage: str, exc: BaseException,
-                         event: faust.EventT) -> None:
-    message = event.message
-    sent = await topic.send(key=message.key, value=dead_letter(
-        stage, exc, event.value, topic=message.topic, partition=message.partition,
-        offset=message.offset))
+                         record: Record) -> None:
+    sent = await topic.send(key=record.key, value=dead_letter(
+        stage, exc, record.value, topic=record.topic, partition=record.partition,
+        offset=record.offset))
     await sent  # acknowledged before the event can be
     DEAD_LETTERS.labels(stage).inc()

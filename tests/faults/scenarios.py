@@ -506,9 +506,9 @@ def _finish(outcome: Outcome, pipeline: FaultPipeline, started: float,
     if pipeline.exits:
         outcome.info["processes that exited (restarted)"] = ", ".join(
             f"{k} x{v}" for k, v in sorted(pipeline.exits.items()))
-    rereads = sum(path.read_text(errors="replace").count("reading the topic again")
-                  for path in pipeline.workdir.glob("worker-*.log"))
-    outcome.info["worker re-reads (block not following the tip)"] = rereads
+    logs = [path.read_text(errors="replace") for path in pipeline.workdir.glob("worker-*.log")]
+    outcome.info["skipped records read again by workers (fills)"] = sum(
+        text.count("that were skipped") for text in logs)
     statuses = Counter(str(r.payload.get("status")) for r in outcome.received)
     outcome.info["statuses received"] = ", ".join(f"{k} x{v}" for k, v in sorted(
         statuses.items())) or "none"

@@ -1,26 +1,29 @@
-"""A worker never skips a block: one that does not follow the screened tip makes it read again.
+"""A worker never skips a block or an alert: one out of order makes it read the partition again.
 
 Whatever makes a consumer hand over a later event first (a committed offset past events that
-were never screened, a prefetch after a seek), the screening agent notices that the block does
-not follow its tip and reads the topic again from the event after the tip. These tests put the
-worker's committed offset past unscreened blocks on the real broker, and publish a chain with a
-block missing, and check what arrives at a real webhook receiver.
+were never handled, a prefetch after a seek), the screening agent notices that a block does not
+follow its tip, and the delivery agent that an alert's offset is not the next one, and they
+read the partition again (monitor/agents/sequence.py). These tests put the worker's committed
+offsets past unscreened blocks and undelivered alerts on the real broker, and publish a chain
+with a block missing, and check what arrives at a real webhook receiver.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from monitor.records import Block, Transfer, encode, native_transfer_id
-from monitor.topics import block_topic
+from monitor.records import ALERT_DECODER, Block, Transfer, encode, native_transfer_id
+from monitor.topics import Topics, block_topic, read_partition
 from tests.integration.harness import Pipeline
 from tests.plugins.services import LocalAnvil
 from tests.support.receivers import ThreadedWebhookReceiver
@@ -61,6 +64,11 @@ async def publish(bootstrap: str, topic: str, blocks: list[Block]) -> list[int]:
         await producer.stop()
 
 
+async def read_values(bootstrap: str, topic: str) -> list[bytes]:
+    """Every value of partition 0 of ``topic``."""
+    return await read_partition(bootstrap, topic)
+
+
 async def commit_group_offset(bootstrap: str, group: str, topic: str, offset: int) -> None:
     """Commit ``offset`` for the (stopped) worker group, as a consumer that skipped would."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
@@ -86,9 +94,10 @@ def wait_blocks(receiver: ThreadedWebhookReceiver, numbers: set[int], pipeline: 
                          f"{pipeline.logs()}")
 
 
-def counter(text: str, kind: str) -> float:
-    match = re.search(r'chainwatch_block_rereads_total\{chain="devnet",kind="' + kind
-                      + r'"\} ([0-9.e+]+)', text)
+def counter(text: str, kind: str, topic_suffix: str = "blocks.devnet") -> float:
+    """``chainwatch_rereads_total`` of the topic ending in ``topic_suffix`` for ``kind``."""
+    match = re.search(r'chainwatch_rereads_total\{kind="' + kind + r'",topic="[^"]*'
+                      + re.escape(topic_suffix) + r'"\} ([0-9.e+]+)', text)
     return float(match.group(1)) if match else 0.0
 
 
@@ -144,3 +153,53 @@ def test_a_block_missing_from_the_topic_is_screened_after_one_reread_and_reporte
         metrics = pipeline.metrics()
         assert counter(metrics, "break") == 1, metrics
         assert "does not follow the screened tip 4" in pipeline.logs()
+
+
+def test_a_committed_offset_past_undelivered_alerts_is_read_again(
+        tmp_path: Path, kafka_bootstrap: str, unique_prefix: str, anvil: LocalAnvil) -> None:
+    alerts_topic = Topics(unique_prefix, (CHAIN,), 1, 1).alerts
+    with watching_worker(tmp_path, kafka_bootstrap, unique_prefix, anvil) as (
+            pipeline, receiver):
+        asyncio.run(publish(kafka_bootstrap, block_topic(unique_prefix, CHAIN),
+                            [chain_block(n, paid=n == 2) for n in range(1, 6)]))
+        (first,) = receiver.wait_for(1, timeout=60)
+        pipeline.stop()
+
+        # three more alert events, never delivered; the group's offset says two of them were
+        template = ALERT_DECODER.decode(asyncio.run(read_values(kafka_bootstrap,
+                                                                alerts_topic))[0])
+        more = [msgspec.structs.replace(template, id=hashlib.sha256(f"seq-{i}".encode())
+                                        .hexdigest()[:32]) for i in range(3)]
+        offsets = asyncio.run(publish_raw(kafka_bootstrap, alerts_topic,
+                                          [(a.id.encode(), encode(a)) for a in more]))
+        asyncio.run(commit_group_offset(kafka_bootstrap, unique_prefix.rstrip("."),
+                                        alerts_topic, offsets[2]))
+        pipeline.start("worker")
+        wait_ids(receiver, {first.alert.id, *(a.id for a in more)}, pipeline)
+        metrics = pipeline.metrics()
+        assert counter(metrics, "reread", topic_suffix="alerts") >= 1, metrics
+        assert counter(metrics, "break", topic_suffix="alerts") == 0, metrics
+        assert sorted(receiver.ids()) == sorted({first.alert.id, *(a.id for a in more)})
+
+
+async def publish_raw(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
+                      ) -> list[int]:
+    """Publish keyed records to partition 0; returns their offsets."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        return [(await producer.send_and_wait(topic, value, key=key, partition=0)).offset
+                for key, value in records]
+    finally:
+        await producer.stop()
+
+
+def wait_ids(receiver: ThreadedWebhookReceiver, ids: set[str], pipeline: Pipeline,
+             timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ids <= set(receiver.ids()):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"alerts {sorted(ids)} expected, got {receiver.ids()}\n"
+                         f"{pipeline.logs()}")
