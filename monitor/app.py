@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import faust
@@ -92,8 +93,9 @@ def create_app(runtime: WorkerRuntime, metrics: bool = True) -> faust.App:
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
         # Block messages are 0.2-1 MB: fetch up to 8 MiB per partition (dozens of blocks a
-        # fetch instead of about four with faust's 1 MiB); 1.6-1.9x the screening rate.
-        consumer_max_fetch_size=8 * 1024 * 1024,
+        # fetch instead of about four with faust's 1 MiB); 1.6-1.9x the screening rate, some
+        # 30-40 MB more RSS while catching up. faust's own variable still sets it.
+        consumer_max_fetch_size=int(os.environ.get("CONSUMER_MAX_FETCH_SIZE", 8 * 1024 * 1024)),
         # A killed worker's partitions move on after 10 s instead of faust's 60 s default.
         broker_session_timeout=10.0,
     )

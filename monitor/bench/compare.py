@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                          f"{num(rate)} transfers/s over {run.transfers:,} in "
                          f"{run.seconds:.1f} s{'' if run.steady else ' (not steady)'}; CPU "
                          f"{_us(run.cpu_us_per_transfer)} us/transfer, main thread "
-                         f"{_us(run.main_cpu_us_per_transfer)}"
+                         f"{_us(run.main_cpu_us_per_transfer)}; RSS after "
+                         f"{run.rss_after_mb:.0f} MB"
                          f"{'; ' + run.error if run.error else ''}")
                     if spy is not None:
                         print(spy.finish(), flush=True)
