@@ -15,9 +15,8 @@ from typing import Any
 
 import faust
 import msgspec
-from aiokafka.errors import KafkaError
 
-from monitor.agents.durable import durable_table, settle_while_broker_away
+from monitor.agents.durable import durable_table, settle_while_broker_away, while_broker_away
 from monitor.agents.sequence import Record, read_between, report_fill
 from monitor.deadletter import dead_letter
 from monitor.lifecycle import delivery_key
@@ -85,16 +84,8 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
             return True
         if record.offset <= last:
             return False  # handled before a restart: its deliveries are recorded
-        delay = 0.5
-        while True:
-            try:
-                skipped = await read_between(runtime.bootstrap, record.topic, record.partition,
-                                             last + 1, record.offset)
-                break
-            except KafkaError as exc:  # the broker is away: wait for it, lose nothing
-                log.warning("reading skipped alerts failed (%r); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(30.0, delay * 2)
+        skipped = await while_broker_away("reading skipped alerts", lambda: read_between(
+            runtime.bootstrap, record.topic, record.partition, last + 1, record.offset))
         report_fill("delivery", record.topic, f"alert event at offset {record.offset} does not "
                     f"follow offset {last}", last + 1, record.offset, len(skipped))
         for found in skipped:

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import faust
 from aiokafka.errors import KafkaError
 from faust.types import FutureMessage
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class DurableTable(faust.Table):
@@ -67,18 +70,23 @@ def durable_table(app: faust.App, name: str, **kwargs: Any) -> DurableTable:
     return table
 
 
-async def settle_while_broker_away(table: DurableTable, cap_seconds: float = 30.0) -> None:
-    """Settle ``table``, retrying with bounded backoff while the broker is away.
+async def while_broker_away(what: str, step: Callable[[], Awaitable[T]],
+                            cap_seconds: float = 30.0) -> T:
+    """Await ``step()`` until it succeeds, retrying with bounded backoff on broker errors.
 
     Nothing may be acknowledged meanwhile, so the agent's partition waits: that is the point.
     """
     delay = 0.5
     while True:
         try:
-            await table.settle()
-            return
+            return await step()
         except KafkaError as exc:
-            log.warning("table %s: writes not acknowledged (%r); retrying in %.1f s",
-                        table.name, exc, delay)
+            log.warning("%s: broker error (%r); retrying in %.1f s", what, exc, delay)
             await asyncio.sleep(delay)
             delay = min(cap_seconds, delay * 2)
+
+
+async def settle_while_broker_away(table: DurableTable, cap_seconds: float = 30.0) -> None:
+    """Settle ``table``, retrying with bounded backoff while the broker is away."""
+    await while_broker_away(f"table {table.name}: writes not acknowledged", table.settle,
+                            cap_seconds)
