@@ -107,13 +107,7 @@ class Subscription:
 def matches(item: IndexedAlert, f: AlertFilter) -> bool:
     """Whether an indexed alert passes filter ``f``."""
     alert = item.alert
-    if f.case_ids and alert.watch.case_id not in f.case_ids:
-        return False
-    if f.rules and alert.rule not in f.rules:
-        return False
-    if f.severities and alert.severity not in f.severities:
-        return False
-    if f.chains and alert.chain not in f.chains:
+    if not f.fields.matches(alert):  # severities, rules, cases, chains
         return False
     if f.statuses and alert.status not in f.statuses:
         return False

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from monitor.sinks.filters import AlertFilter as SinkFilter
 from monitor.web.audit import DISPOSITIONS
 from monitor.web.cursors import parse_page_cursor
 
@@ -49,6 +50,13 @@ class AlertFilter:
     since: float | None = None  # inclusive
     until: float | None = None  # exclusive
     time_field: TimeField = "detected_at"
+    # The four sets a sink's filter has too, checked by that filter (derived, built once).
+    fields: SinkFilter = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fields", SinkFilter(
+            severities=self.severities, rules=self.rules, cases=self.case_ids,
+            chains=self.chains))
 
 
 @dataclass(frozen=True, slots=True)
