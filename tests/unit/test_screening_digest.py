@@ -96,7 +96,7 @@ def test_a_block_that_needs_no_screening_is_quiet(block: Block, watched: set[str
                                                   with_lists: bool, collide: bool) -> None:
     watchlist = Watchlist()
     if collide:
-        watchlist._mask = 0  # every address on one index key: the quick test must stay exact
+        watchlist._hash = lambda address: 0  # every address on the same bits and bucket
     for address in sorted(watched):
         watchlist.put(WatchEntry(chain=CHAIN, address=address, case_id="CASE-1"))
     screener = _screener(with_lists)
@@ -146,7 +146,7 @@ def test_digest_reads_the_header_and_the_ends() -> None:
 
 def test_watches_any_is_exact_on_shared_index_keys() -> None:
     watchlist = Watchlist()
-    watchlist._mask = 0
+    watchlist._hash = lambda address: 0
     watchlist.put(WatchEntry(chain=CHAIN, address=POOL[0], case_id="CASE-1"))
     assert watchlist.watches_any(CHAIN, [POOL[1], POOL[0]])
     assert not watchlist.watches_any(CHAIN, [POOL[1], POOL[2]])

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import random
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import monitor.watchlist as watchlist_module
 from monitor.records import TaintHop, TaintMark, WatchEntry
 from monitor.watchlist import Watchlist
 
@@ -92,9 +90,9 @@ def test_addresses_that_are_not_canonical_are_kept_exactly() -> None:
     assert wl.lookup("devnet", B) == ()  # exact match, as before: no case folding
 
 
-def test_addresses_sharing_a_key_are_told_apart(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(watchlist_module, "_KEY_MASK", 0)  # every address collides
+def test_addresses_sharing_a_key_are_told_apart() -> None:
     wl = Watchlist()
+    wl._hash = lambda address: 0  # every address on the same bits and in the same bucket
     wl.put(entry(A, case="X"))
     wl.put(entry(B, case="X"))
     wl.put(entry("0xodd", case="X"))
@@ -114,26 +112,40 @@ _ops = st.lists(st.tuples(st.booleans(), _addresses, st.sampled_from(["C-1", "C-
 @given(ops=_ops, collide=st.booleans())
 def test_same_answers_as_a_plain_dict(ops: list[tuple[bool, str, str, bool]],
                                       collide: bool) -> None:
-    saved = watchlist_module._KEY_MASK
-    watchlist_module._KEY_MASK = 1 if collide else saved
-    try:
-        wl = Watchlist()
-        model: dict[tuple[str, str], WatchEntry] = {}
-        for add, address, case, tainted in ops:
-            if add:
-                e = entry(address, case, taint=taint(case) if tainted else None,
-                          label=str(random.Random(len(model)).random()))
-                wl.put(e)
-                model[(address, case)] = e
-            else:
-                wl.remove("devnet", address, case)
-                model.pop((address, case), None)
-        assert len(wl) == len(model)
-        for address in {a for a, _ in model} | {A}:
-            assert sorted(wl.lookup("devnet", address), key=lambda e: e.case_id) == sorted(
-                (e for (a, _), e in model.items() if a == address), key=lambda e: e.case_id)
-        for case in ("C-1", "C-2"):
-            assert wl.tainted_count(case, ORIGIN) == sum(
-                1 for e in model.values() if e.taint is not None and e.case_id == case)
-    finally:
-        watchlist_module._KEY_MASK = saved
+    wl = Watchlist()
+    if collide:
+        wl._hash = lambda address: 1
+    model: dict[tuple[str, str], WatchEntry] = {}
+    for add, address, case, tainted in ops:
+        if add:
+            e = entry(address, case, taint=taint(case) if tainted else None,
+                      label=str(random.Random(len(model)).random()))
+            wl.put(e)
+            model[(address, case)] = e
+        else:
+            wl.remove("devnet", address, case)
+            model.pop((address, case), None)
+    assert len(wl) == len(model)
+    for address in {a for a, _ in model} | {A}:
+        assert sorted(wl.lookup("devnet", address), key=lambda e: e.case_id) == sorted(
+            (e for (a, _), e in model.items() if a == address), key=lambda e: e.case_id)
+    for case in ("C-1", "C-2"):
+        assert wl.tainted_count(case, ORIGIN) == sum(
+            1 for e in model.values() if e.taint is not None and e.case_id == case)
+
+
+def test_growing_past_the_first_sizes_keeps_every_entry_and_drops_removed_bits() -> None:
+    wl = Watchlist()
+    addresses = ["0x" + random.Random(i).randbytes(20).hex() for i in range(5000)]
+    for i, address in enumerate(addresses):
+        wl.put(entry(address, case=f"C-{i % 3}"))
+    for address in addresses[::2]:
+        wl.remove("devnet", address, f"C-{addresses.index(address) % 3}")
+    wl.put(entry(addresses[0], case="C-late"))  # a resize after removals rebuilds the bits
+    for i, address in enumerate(addresses):
+        cases = [e.case_id for e in wl.lookup("devnet", address)]
+        assert cases == (["C-late"] if i == 0 else [] if i % 2 == 0 else [f"C-{i % 3}"])
+    assert len(wl) == 2501 == len(list(wl.entries()))
+    assert wl.watches_any("devnet", addresses[1:2]) and not wl.watches_any("devnet", addresses[2:3])
+    strangers = ["0x" + random.Random(f"s{i}").randbytes(20).hex() for i in range(20000)]
+    assert not wl.watches_any("devnet", strangers)
