@@ -96,6 +96,11 @@ def create_app(runtime: WorkerRuntime, metrics: bool = True) -> faust.App:
         # fetch instead of about four with faust's 1 MiB); 1.6-1.9x the screening rate, some
         # 30-40 MB more RSS while catching up. faust's own variable still sets it.
         consumer_max_fetch_size=int(os.environ.get("CONSUMER_MAX_FETCH_SIZE", 8 * 1024 * 1024)),
+        # Events an agent may have waiting: faust's 4,096 block messages of 0.2-1 MB could
+        # hold gigabytes while a worker catches up; 128 keeps two batches ahead of the
+        # screening agent (measured: same rate, 70 MB less RSS after a 1 M-watched backlog).
+        # faust's own variable still sets it.
+        stream_buffer_maxsize=int(os.environ.get("STREAM_BUFFER_MAXSIZE", 128)),
         # A killed worker's partitions move on after 10 s instead of faust's 60 s default.
         broker_session_timeout=10.0,
     )
