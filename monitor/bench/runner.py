@@ -40,7 +40,7 @@ class Sizes:
     etl_timeout: float = 600.0  # ethereumetl stream never ends by itself: stopped after this
 
 
-FULL = Sizes(blocks=100, txs_per_block=250, batch_size=10, screening_blocks=1000,
+FULL = Sizes(blocks=100, txs_per_block=250, batch_size=10, screening_blocks=2500,
              watched=(0, 1_000, 100_000, 1_000_000), latency_alerts=500, alerts_per_block=10,
              noise_per_block=40, latency_timeout=180, connector_runs=2,
              screening_window=45)

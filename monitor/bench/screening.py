@@ -222,7 +222,7 @@ class ScreeningBench:
         await ensure_topics(self.bootstrap, Topics.from_config(parse_config(config, "bench"))
                             .specs())
 
-    def run_worker(self, size: int, run_id: str, poll: float = 0.2,
+    def run_worker(self, size: int, run_id: str, poll: float = 0.1,
                    window: float = 60.0, env: dict[str, str] | None = None,
                    on_ready: Callable[[int], object] | None = None) -> ScreeningRun:
         """Start a worker, sample its rate and RSS until it screened every transfer.
