@@ -77,6 +77,7 @@ class KafkaBlockPublisher:
         min_insync_replicas: int = 1,
         transactional_id: str | None = None,
         transaction_timeout_ms: int = TRANSACTION_TIMEOUT_MS,
+        compression: str = "none",
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -86,6 +87,7 @@ class KafkaBlockPublisher:
         self.client_id = client_id
         self.transactional_id = transactional_id
         self.transaction_timeout_ms = transaction_timeout_ms
+        self.compression = compression  # "none" or a Kafka codec (kafka.compression)
         self.fenced = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
 
@@ -129,6 +131,7 @@ class KafkaBlockPublisher:
             linger_ms=5,
             transactional_id=self.transactional_id,
             transaction_timeout_ms=self.transaction_timeout_ms,
+            compression_type=None if self.compression == "none" else self.compression,
         )
 
     async def fence(self) -> None:

@@ -106,7 +106,8 @@ async def run_connector(
     publisher = KafkaBlockPublisher(
         bootstrap, topic, partitions=1, replication_factor=kafka.replication_factor,
         min_insync_replicas=kafka.min_insync_replicas, client_id=client_id,
-        transactional_id=chain_transactional_id(prefix, chain_cfg.name))
+        transactional_id=chain_transactional_id(prefix, chain_cfg.name),
+        compression=kafka.compression)
     election = KafkaElection(
         bootstrap, control_topic(prefix), election_group(prefix, chain_cfg.name),
         client_id=client_id,

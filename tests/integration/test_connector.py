@@ -17,7 +17,7 @@ from connectors.evm.heads import HeadTracker
 from connectors.retry import RetryPolicy
 from connectors.rpc import RpcPool
 from connectors.runner import run_connector
-from monitor.devservices import LocalAnvil
+from monitor.devservices import LocalAnvil, LocalKafka
 from monitor.records import BLOCK_DECODER, Block
 from monitor.settings import ChainwatchConfig
 from monitor.topics import block_topic, read_partition
@@ -219,3 +219,32 @@ async def test_ws_heads_subscription(anvil: LocalAnvil) -> None:
     finally:
         await heads.stop()
         await pool.close()
+
+
+async def test_block_messages_are_compressed_on_the_broker(kafka_broker: LocalKafka,
+                                                           anvil: LocalAnvil) -> None:
+    """kafka.compression (zstd by default) shrinks the block topic; consumers read it as is."""
+    rpc(anvil.http_url, "evm_setAutomine", [False])
+    try:
+        for _ in range(2):  # two blocks of 60 transfers: repeated keys and hashes, like mainnet
+            send_transfers(anvil.http_url, 60)
+            rpc(anvil.http_url, "evm_mine")
+    finally:
+        rpc(anvil.http_url, "evm_setAutomine", [True])
+    head = int(rpc(anvil.http_url, "eth_blockNumber"), 16)
+    sizes: dict[str, int] = {}
+    read: dict[str, list[Block]] = {}
+    for compression in ("none", "zstd"):
+        config = make_config(anvil)
+        if compression == "none":
+            config = config.model_copy(update={"kafka": config.kafka.model_copy(
+                update={"compression": "none"})})
+        assert config.kafka.compression == compression  # zstd: the default
+        read[compression] = await run_until(config, kafka_broker.bootstrap,
+                                            lambda ev: ev and ev[-1].number >= head)
+        topic = block_topic(config.kafka.topic_prefix, "anvil")
+        sizes[compression] = sum(f.stat().st_size
+                                 for f in (kafka_broker.data_dir / f"{topic}-0").glob("*.log"))
+    assert read["zstd"] == read["none"]  # the same messages, decoded the same way
+    assert sum(len(b.transfers) for b in read["zstd"]) >= 120
+    assert sizes["zstd"] * 3 < sizes["none"], sizes

@@ -46,6 +46,7 @@ def test_good_config_loads(tmp_path: Path) -> None:
     (GOOD + "watchlists: [{path: x.csv, chain: nochain}]\n", "unknown chain 'nochain'"),
     (GOOD.replace("name: console, type: console", "name: ops, type: console"),
      "duplicate sinks name(s): ops"),
+    (GOOD + "kafka: {compression: brotli}\n", "kafka.compression: Input should be 'none'"),
 ])
 def test_bad_config_names_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path, text)
@@ -95,3 +96,13 @@ def test_connector_metrics_host_refuses_other_values(tmp_path: Path, host: str) 
     assert "chains[0].metrics_host" in message
     assert "IPv4 or IPv6 address literal" in message
     assert str(path) in message
+
+
+def test_block_compression_defaults_to_zstd_and_sizes_the_worker_fetch(tmp_path: Path) -> None:
+    from monitor.app import fetch_size
+
+    assert load_config(write(tmp_path, GOOD)).kafka.compression == "zstd"
+    plain = load_config(write(tmp_path, GOOD + "kafka: {compression: none}\n"))
+    assert plain.kafka.compression == "none"
+    assert fetch_size("none") == 8 * 1024 * 1024  # about 40 blocks of JSON either way
+    assert fetch_size("zstd") == 1024 * 1024
