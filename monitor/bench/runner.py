@@ -37,13 +37,14 @@ class Sizes:
     latency_timeout: float
     connector_runs: int
     screening_window: float
+    screening_rounds: int = 1
     etl_timeout: float = 600.0  # ethereumetl stream never ends by itself: stopped after this
 
 
 FULL = Sizes(blocks=100, txs_per_block=250, batch_size=10, screening_blocks=2500,
              watched=(0, 1_000, 100_000, 1_000_000), latency_alerts=500, alerts_per_block=10,
              noise_per_block=40, latency_timeout=180, connector_runs=2,
-             screening_window=45)
+             screening_window=45, screening_rounds=2)
 QUICK = Sizes(blocks=20, txs_per_block=50, batch_size=5, screening_blocks=40,
               watched=(0, 1_000, 10_000), latency_alerts=50, alerts_per_block=10,
               noise_per_block=10, latency_timeout=60, connector_runs=1,
@@ -177,6 +178,16 @@ async def _ingest(chain: Any, bootstrap: str, prefix: str, sizes: Sizes, workdir
             "block_topic": f"{prefix}ing{connectors.index(best_conn)}.blocks.bench"}
 
 
+def _faster(kept: dict[str, Any] | None, run: dict[str, Any]) -> dict[str, Any]:
+    """The faster of two runs of one size, with the higher RSS and peak RSS of the two."""
+    if kept is None:
+        return run
+    best = run if ((run["transfers_per_second"] or 0.0)
+                   > (kept["transfers_per_second"] or 0.0)) else kept
+    return dict(best, rss_after_mb=max(kept["rss_after_mb"], run["rss_after_mb"]),
+                hwm_mb=max(kept["hwm_mb"], run["hwm_mb"]))
+
+
 def _screening(chain: Any, bootstrap: str, prefix: str, sizes: Sizes,
                workdir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     bench = screening.ScreeningBench(bootstrap, f"{prefix}scr.", workdir / "screening",
@@ -196,15 +207,18 @@ def _screening(chain: Any, bootstrap: str, prefix: str, sizes: Sizes,
             _say(f"  {exc}")
 
     idle_worker(0)
-    for size in sizes.watched:
-        _say(f"screening: worker with {size:,} watched addresses "
+    # Each size runs once per round, the sizes interleaved; the fastest run of a size counts
+    # (a moment of load elsewhere only slows), its RSS after screening the highest of them.
+    for round_no, size in ((r, s) for r in range(sizes.screening_rounds)
+                           for s in sizes.watched):
+        _say(f"screening: worker with {size:,} watched addresses, round {round_no + 1} "
              f"({bench.transfers:,} transfers in {bench.block_count} blocks)")
         run = bench.run_worker(size, uuid.uuid4().hex[:6], window=sizes.screening_window)
-        runs[str(size)] = asdict(run)
         _say(f"  {num(run.transfers_per_second)} transfers/s over {run.transfers:,} transfers"
              f"{'' if run.complete else ' (window cut)'}; ready after {run.ready_seconds:.1f} s;"
              f" RSS {run.rss_after_mb:.0f} MB{'; ' + run.error if run.error else ''}")
-        if size in (sizes.watched[1], sizes.watched[-1]):
+        runs[str(size)] = _faster(runs.get(str(size)), asdict(run))
+        if round_no == 0 and size in (sizes.watched[1], sizes.watched[-1]):
             _say(f"screening: in-process baseline with {size:,} watched addresses")
             entries = screening.watch_entries(0, size, [])
             in_process[str(size)] = screening.in_process_rate(sample, entries,
