@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.types import TP
 
 import rules  # noqa: F401 - registers the built-in rules
 from monitor import api, lag
@@ -26,6 +29,8 @@ from monitor.topics import Topics, replication_configs
 from monitor.watchlist import WatchlistReplica, WatchlistWriter
 from rules.base import build_rule
 from rules.typologies import required_horizon
+
+log = logging.getLogger(__name__)
 
 
 def build_screener(config: ChainwatchConfig, base_dir: Path) -> Screener:
@@ -70,6 +75,17 @@ def build_runtime(config: ChainwatchConfig, env: EnvSettings, bootstrap: str,
         replica=WatchlistReplica(bootstrap, topics.watchlist),
         writer=WatchlistWriter(bootstrap, topics.watchlist),
     )
+
+
+def log_assignments(app: faust.App) -> None:
+    """Log the partitions this worker holds after every rebalance (which worker does what)."""
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        assigned: set[TP] = args[0] if args else set()  # faust sends the assigned partitions
+        held = sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned
+                      if not tp.topic.endswith("-changelog"))
+        log.info("partitions assigned to this worker: %s", ", ".join(held) or "none")
 
 
 def fetch_size(compression: str) -> int:
@@ -118,6 +134,7 @@ def create_app(runtime: WorkerRuntime, metrics: bool = True) -> faust.App:
     screening.register(app, runtime)
     delivery.register(app, runtime)
     apply_topic_configs(app, replication_configs(config.kafka.min_insync_replicas))
+    log_assignments(app)
     api.register(app, runtime)
     dashboard.register(app)
     lag.register(app)

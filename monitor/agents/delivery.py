@@ -76,10 +76,16 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
         delivered[f"@offset:{record.partition}"] = record.offset  # the event's partition
         await settle_while_broker_away(delivered)
 
+    resumed: set[int] = set()
+
     async def catch_up(record: Record) -> bool:
         """Deliver what a consumer skipped before ``record``; False if it was handled already."""
         mark = f"@offset:{record.partition}"
         last = int(delivered[mark]) if mark in delivered else None
+        if record.partition not in resumed:
+            resumed.add(record.partition)
+            log.info("delivering %s[%s] from offset %s: handled through offset %s",
+                     record.topic, record.partition, record.offset, last)
         if last is None or record.offset == last + 1:
             return True
         if record.offset <= last:

@@ -533,7 +533,8 @@ def _finish(outcome: Outcome, pipeline: FaultPipeline, started: float,
 
 
 _DIGEST = re.compile(r"WARNING|ERROR|CRITICAL|Traceback|screening \S+ from offset|Worker ready|"
-                     r"Executing _on_partitions_assigned|Signal received")
+                     r"partitions assigned to this worker|delivering \S+ from offset|"
+                     r"Signal received")
 
 
 def _log_digest(workdir: Path, limit: int = 40) -> str:
