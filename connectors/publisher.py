@@ -21,6 +21,7 @@ from aiokafka.errors import InvalidProducerEpoch, ProducerFenced
 
 from monitor.errors import ConnectorError
 from monitor.records import BLOCK_DECODER, Block, encode
+from monitor.settings import kafka_codec
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class KafkaBlockPublisher:
             linger_ms=5,
             transactional_id=self.transactional_id,
             transaction_timeout_ms=self.transaction_timeout_ms,
-            compression_type=None if self.compression == "none" else self.compression,
+            compression_type=kafka_codec(self.compression),
         )
 
     async def fence(self) -> None:

@@ -115,6 +115,11 @@ BlockCompression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 """Kafka producer compression of block messages (``kafka.compression``)."""
 
 
+def kafka_codec(compression: str) -> str | None:
+    """The producer's ``compression_type`` for a ``kafka.compression`` value ("none": None)."""
+    return None if compression == "none" else compression
+
+
 class KafkaConfig(_Strict):
     """Where the broker is; empty bootstrap means: start the embedded local broker."""
 

@@ -179,7 +179,7 @@ class Watchlist:
     Per chain, a bitmap answers "no entry" for almost every address at the cost of two bit
     tests on the string's own cached hash (nothing is converted or decoded), and the entries
     themselves are kept msgpack-encoded in buckets (65,536 per chain), decoded only on a hit:
-    some 70 bytes per entry at a million (about 900 as :class:`WatchEntry` objects). Counts
+    about 100 bytes of RSS per entry at a million (about 900 as :class:`WatchEntry` objects). Counts
     (entries, tainted addresses per case and origin) are kept as entries come and go.
     """
 

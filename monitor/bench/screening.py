@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 
 from monitor.bench.worker import WorkerProcess, cpu_seconds, metric_value, proc_status
 from monitor.records import BLOCK_DECODER, Block, WatchEntry, encode
+from monitor.settings import kafka_codec
 from monitor.topics import TopicSpec, ensure_topics, read_partition
 
 CHAIN = "bench"
@@ -52,7 +53,7 @@ async def produce_raw(bootstrap: str, topic: str, items: list[tuple[bytes, bytes
     began = time.perf_counter()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20,
                                 max_batch_size=1024 * 1024, max_request_size=MAX_MESSAGE_BYTES,
-                                compression_type=None if compression == "none" else compression)
+                                compression_type=kafka_codec(compression))
     await producer.start()
     try:
         pending = []
