@@ -266,21 +266,21 @@ class Watchlist:
     def lookup(self, chain: str, address: str) -> Sequence[WatchEntry]:
         """Entries watching ``address`` on ``chain`` (empty tuple when none)."""
         index = self._chains.get(chain)
-        if index is None:
+        if index is None or not index.may_hold(address):  # the common case: a bit test
             return _EMPTY
-        low = self._hash(address) & index.bit_mask
-        if not index.bits[low >> 3] >> (low & 7) & 1:  # the common case: one bit test
-            return _EMPTY
-        if not index.may_hold(address):
-            return _EMPTY
+        return self._found(index, chain, address)
+
+    def _found(self, index: _ChainIndex, chain: str, address: str) -> tuple[WatchEntry, ...]:
+        """The entries of ``address`` in its bucket (once the bitmap said it may have some)."""
         return tuple(self._entry(chain, address, s) for s in index.stored(address)
                      if _address(s) == address)
 
     def watches_any(self, chain: str, addresses: Iterable[str]) -> bool:
         """Whether any of ``addresses`` has an entry on ``chain`` (exact, decodes only on a hit).
 
-        The quick test of a whole block: two bit tests per address, and a full :meth:`lookup`
-        only when both bits are set (the address, or rarely another with the same bits).
+        The quick test of a whole block: two bit tests per address (inlined: this is the hot
+        path), and the bucket searched only when both bits are set (the address, or rarely
+        another with the same bits).
         """
         index = self._chains.get(chain)
         if index is None:
@@ -291,7 +291,7 @@ class Watchlist:
             low = code & mask
             if bits[low >> 3] >> (low & 7) & 1:
                 high = (code >> 32) & mask
-                if bits[high >> 3] >> (high & 7) & 1 and self.lookup(chain, address):
+                if bits[high >> 3] >> (high & 7) & 1 and self._found(index, chain, address):
                     return True
         return False
 
