@@ -518,29 +518,40 @@ def _finish(outcome: Outcome, pipeline: FaultPipeline, started: float,
     }
     (pipeline.workdir / "outcome.json").write_text(json.dumps(evidence, indent=1))
     if outcome.problems():
-        with contextlib.suppress(Exception):  # diagnosis only: where did the missing ones stop?
-            raised = {json.loads(v)["id"] for v in read_topic(
-                pipeline.bootstrap, f"{pipeline.prefix}alerts", timeout=20)}
-            outcome.info["missing, but in the alerts topic"] = (
-                f"{len(set(outcome.missing) & raised)} (of {len(raised)} ids in the topic)")
-        outcome.info["blocks of the missing"] = " ".join(str(n) for n in sorted(
-            {outcome.expected[i].fact.block_number for i in outcome.missing
-             if i in outcome.expected}))
-        outcome.info["logs"] = str(pipeline.workdir)
-        outcome.info["worker log"] = _log_digest(pipeline.workdir)
+        explain_missing(outcome, [pipeline])
     services.say(outcome.table())
     return outcome
 
 
+def explain_missing(outcome: Outcome, pipelines: list[FaultPipeline],
+                    logs: str = "worker-*.log") -> None:
+    """Add to a failed outcome where its missing alerts stopped, and the logs' telling lines."""
+    first = pipelines[0]
+    with contextlib.suppress(Exception):  # diagnosis only: where did the missing ones stop?
+        raised = {json.loads(v)["id"] for v in read_topic(
+            first.bootstrap, f"{first.prefix}alerts", timeout=20)}
+        outcome.info["missing, but in the alerts topic"] = (
+            f"{len(set(outcome.missing) & raised)} (of {len(raised)} ids in the topic)")
+    outcome.info["blocks of the missing"] = " ".join(str(n) for n in sorted(
+        {outcome.expected[i].fact.block_number for i in outcome.missing
+         if i in outcome.expected}))
+    for pipeline in pipelines:
+        name = pipeline.workdir.name if len(pipelines) > 1 else "worker"
+        outcome.info[f"logs ({name})"] = str(pipeline.workdir)
+        outcome.info[f"{name} log"] = _log_digest(pipeline.workdir, logs)
+
+
 _DIGEST = re.compile(r"WARNING|ERROR|CRITICAL|Traceback|screening \S+ from offset|Worker ready|"
                      r"partitions assigned to this worker|delivering \S+ from offset|"
-                     r"Signal received")
+                     r"Signal received|active instance|standing by|resuming at block|"
+                     r"earlier holders fenced")
 
 
-def _log_digest(workdir: Path, limit: int = 40) -> str:
-    """The telling lines of every worker log (a failing run's tmp dir is gone in CI)."""
+def _log_digest(workdir: Path, logs: str = "worker-*.log", limit: int = 40) -> str:
+    """The telling lines of the logs matching ``logs`` (a failing run's tmp dir is gone in CI)."""
     lines: list[str] = []
-    for path in sorted(workdir.glob("worker-*.log"), key=lambda p: int(p.stem.split("-")[1])):
+    for path in sorted(workdir.glob(logs), key=lambda p: (p.stem.split("-")[0],
+                                                          int(p.stem.split("-")[1]))):
         picked = [line.strip()[:240] for line in path.read_text(errors="replace").splitlines()
                   if _DIGEST.search(line)]
         lines += [f"[{path.stem}] {line}" for line in picked[-limit:]]

@@ -39,6 +39,7 @@ from tests.faults.scenarios import (
     Workload,
     _LiveTraffic,
     await_alerts,
+    explain_missing,
 )
 from tests.integration.test_connector_ha import _metric, assert_no_gap_no_duplicate, read_committed
 from tests.plugins.cluster import kafka_cluster, kafka_cluster_factory  # noqa: F401 - fixtures
@@ -161,6 +162,8 @@ def test_broker_active_connector_and_worker_killed_mid_stream(
                       expected, receiver.alerts, seconds=time.monotonic() - started,
                       info={"blocks": head, "transfers sent": len(work.sent),
                             "broker nodes still running": kafka_cluster.running})
+    if outcome.problems():
+        explain_missing(outcome, list(pipelines.values()), logs="*-*.log")
     print(outcome.table())
     assert not outcome.problems(), outcome.table()
     assert_no_gap_no_duplicate(blocks, head - 1)
