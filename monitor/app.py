@@ -137,7 +137,8 @@ def create_app(runtime: WorkerRuntime, metrics: bool = True) -> faust.App:
     log_assignments(app)
     api.register(app, runtime)
     dashboard.register(app)
-    lag.register(app)
+    lag.register(app, runtime.bootstrap, [*map(runtime.topics.blocks, runtime.topics.chains),
+                                          runtime.topics.alerts])
     if metrics:
         setup_prometheus_sensors(app, name_prefix="faust")
     return app

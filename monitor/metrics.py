@@ -108,8 +108,8 @@ ALERT_EVENTS = Counter(
 )
 CONSUMER_LAG = Gauge(
     "chainwatch_consumer_lag_messages",
-    "Messages in an assigned partition the worker has not fetched yet (end offset minus "
-    "consumer position).",
+    "Messages in a partition this worker reads that its group has not committed yet (end "
+    "offset minus committed offset), for the block topics and the alerts topic.",
     ["topic", "partition"],
 )
 
