@@ -12,7 +12,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import TP
 
 import rules  # noqa: F401 - registers the built-in rules
-from monitor import api, lag
+from monitor import api, lag, watchdog
 from monitor.agents import delivery, screening
 from monitor.dashboard import views as dashboard
 from monitor.errors import ConfigError, RuleError
@@ -135,6 +135,7 @@ def create_app(runtime: WorkerRuntime, metrics: bool = True) -> faust.App:
     delivery.register(app, runtime)
     apply_topic_configs(app, replication_configs(config.kafka.min_insync_replicas))
     log_assignments(app)
+    watchdog.register(app, config.worker.recovery_stall_seconds)
     api.register(app, runtime)
     dashboard.register(app)
     lag.register(app, runtime.bootstrap, [*map(runtime.topics.blocks, runtime.topics.chains),

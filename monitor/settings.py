@@ -309,6 +309,9 @@ class WorkerConfig(_Strict):
     # rocksdict) under state_dir that remember the changelog offset they hold, so a restarted
     # worker reads only the changelog's tail. See deploy/README.md, "State stores".
     store: Literal["memory", "rocksdb"] = "memory"
+    # A table recovery (after a start or a rebalance) that reads nothing for this long makes
+    # the worker exit with code 75, to be started again (see monitor/watchdog.py).
+    recovery_stall_seconds: float = Field(default=60.0, ge=10.0, le=3600.0)
     # Faust's data directory (tables in <state_dir>/v1/tables), one per worker process; relative
     # to the working directory. Default: $CHAINWATCH_STATE_DIR/worker/<app_id>.
     state_dir: str | None = Field(default=None, min_length=1, max_length=4096)
