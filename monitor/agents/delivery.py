@@ -86,14 +86,19 @@ def register(app: faust.App, runtime: WorkerRuntime) -> Any:
             resumed.add(record.partition)
             log.info("delivering %s[%s] from offset %s: handled through offset %s",
                      record.topic, record.partition, record.offset, last)
-        if last is None or record.offset == last + 1:
+        # Nothing handled yet in this partition: everything from its start is still to
+        # deliver (faust can hand over a later event first, and commit past earlier ones).
+        after = -1 if last is None else last
+        if record.offset == after + 1:
             return True
-        if record.offset <= last:
+        if record.offset <= after:
             return False  # handled before a restart: its deliveries are recorded
         skipped = await while_broker_away("reading skipped alerts", lambda: read_between(
-            runtime.bootstrap, record.topic, record.partition, last + 1, record.offset))
+            runtime.bootstrap, record.topic, record.partition, after + 1, record.offset))
+        if last is None and not skipped:
+            return True  # the partition starts here (earlier records removed, or markers)
         report_fill("delivery", record.topic, f"alert event at offset {record.offset} does not "
-                    f"follow offset {last}", last + 1, record.offset, len(skipped))
+                    f"follow offset {after}", after + 1, record.offset, len(skipped))
         for found in skipped:
             await deliver_record(Record.of_consumer(found))
         return True

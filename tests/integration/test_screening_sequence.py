@@ -28,6 +28,7 @@ from tests.integration.harness import Pipeline
 from tests.plugins.services import LocalAnvil
 from tests.support.receivers import ThreadedWebhookReceiver
 from tests.unit.builders import ETH, OTHER, SEIZED
+from tests.unit.web.builders import make_alert
 
 pytestmark = pytest.mark.integration
 
@@ -180,6 +181,25 @@ def test_a_committed_offset_past_undelivered_alerts_is_read_again(
         assert counter(metrics, "reread", topic_suffix="alerts") >= 1, metrics
         assert counter(metrics, "break", topic_suffix="alerts") == 0, metrics
         assert sorted(receiver.ids()) == sorted({first.alert.id, *(a.id for a in more)})
+
+
+def test_alerts_before_the_first_delivery_are_not_skipped(
+        tmp_path: Path, kafka_bootstrap: str, unique_prefix: str, anvil: LocalAnvil) -> None:
+    """No alert handled yet in the partition, and the group's offset already past two."""
+    alerts_topic = Topics(unique_prefix, (CHAIN,), 1, 1).alerts
+    with watching_worker(tmp_path, kafka_bootstrap, unique_prefix, anvil) as (
+            pipeline, receiver):
+        pipeline.stop()
+        alerts = [make_alert(n, chain=CHAIN) for n in range(1, 4)]
+        offsets = asyncio.run(publish_raw(kafka_bootstrap, alerts_topic,
+                                          [(a.id.encode(), encode(a)) for a in alerts]))
+        asyncio.run(commit_group_offset(kafka_bootstrap, unique_prefix.rstrip("."),
+                                        alerts_topic, offsets[2]))
+        pipeline.start("worker")
+        wait_ids(receiver, {a.id for a in alerts}, pipeline)
+        metrics = pipeline.metrics()
+        assert counter(metrics, "reread", topic_suffix="alerts") >= 1, metrics
+        assert sorted(receiver.ids()) == sorted(a.id for a in alerts)
 
 
 async def publish_raw(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
