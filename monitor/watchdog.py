@@ -6,10 +6,10 @@ no changelog record at all for minutes after the rebalance, while the broker hel
 worker sat healthy-looking and silent: no block screened, no alert delivered. Waiting cannot
 help a recovery that makes no progress; a fresh process can (its consumer starts clean, and
 nothing acknowledged is lost by an exit: every agent settles its writes before an offset can be
-committed). So a timer compares the changes recovery still has to read with the figure of the
-tick before; when it has not moved for ``worker.recovery_stall_seconds`` the worker logs what it
-was waiting for and exits with :data:`EXIT_RECOVERY_STALLED`. ``chainwatch up``, the container
-restart policy and the Kubernetes StatefulSet start it again.
+committed). So a service checks every 5 s the changes recovery still has to read against the
+figure of the check before; when it has not moved for ``worker.recovery_stall_seconds`` the
+worker logs what it was waiting for and exits with :data:`EXIT_RECOVERY_STALLED`.
+``chainwatch up``, the container restart policy and the Kubernetes StatefulSet start it again.
 """
 
 from __future__ import annotations
